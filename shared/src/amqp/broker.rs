@@ -1,0 +1,210 @@
+//! One RabbitMQ connection per process, (re)opened on demand.
+//!
+//! Callers ask for a [`Channel`]; when the connection is gone the next call
+//! reconnects, but not sooner than a capped exponential backoff allows, so a
+//! broker outage costs each caller an immediate error rather than a pile of
+//! hanging connects. Each state change is logged once.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use futures_util::StreamExt;
+use lapin::{Channel, Connection, ConnectionProperties, ConnectionStatus};
+use tokio::sync::Mutex;
+
+use super::Backoff;
+
+/// How long one connection attempt may take before the broker counts as down.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why no channel could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// Not connected and the backoff says not to try again yet.
+    #[error("message broker unavailable (next reconnect attempt in {retry_in:?})")]
+    Unavailable {
+        /// Time until the next connection attempt.
+        retry_in: Duration,
+    },
+    /// The connection attempt did not finish in time.
+    #[error("connecting to the message broker timed out")]
+    ConnectTimeout,
+    /// The broker or the network refused.
+    #[error("message broker error: {0}")]
+    Amqp(#[from] lapin::Error),
+}
+
+/// A cloneable handle to the process's broker connection.
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    url: String,
+    connection_name: String,
+    connected: AtomicBool,
+    state: Mutex<State>,
+}
+
+struct State {
+    connection: Option<(Connection, ConnectionStatus)>,
+    backoff: Backoff,
+    next_attempt: Option<Instant>,
+    failure_logged: bool,
+}
+
+impl Broker {
+    /// A broker at `url` (`amqp://user:pass@host:port/vhost`); nothing is
+    /// connected until the first [`channel`](Self::channel) call.
+    /// `connection_name` shows in the RabbitMQ management UI.
+    pub fn new(url: impl Into<String>, connection_name: impl Into<String>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                url: url.into(),
+                connection_name: connection_name.into(),
+                connected: AtomicBool::new(false),
+                state: Mutex::new(State {
+                    connection: None,
+                    backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(5)),
+                    next_attempt: None,
+                    failure_logged: false,
+                }),
+            }),
+        }
+    }
+
+    /// Whether the connection is currently up (for readiness probes).
+    pub fn is_connected(&self) -> bool {
+        self.inner.connected.load(Ordering::Acquire)
+    }
+
+    /// A new channel on the live connection, reconnecting first if needed.
+    pub async fn channel(&self) -> Result<Channel, BrokerError> {
+        let mut state = self.inner.state.lock().await;
+        if let Some((connection, status)) = &state.connection {
+            if status.connected() {
+                match connection.create_channel().await {
+                    Ok(channel) => return Ok(channel),
+                    Err(err) => self.mark_lost(&err.to_string()),
+                }
+            } else {
+                self.mark_lost("connection closed");
+            }
+            state.connection = None;
+        }
+
+        if let Some(at) = state.next_attempt {
+            let now = Instant::now();
+            if now < at {
+                return Err(BrokerError::Unavailable { retry_in: at - now });
+            }
+        }
+
+        let properties = ConnectionProperties::default()
+            .with_connection_name(self.inner.connection_name.clone().into());
+        let attempt = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            Connection::connect(&self.inner.url, properties),
+        )
+        .await;
+        let connection = match attempt {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(err)) => return Err(self.failed(&mut state, BrokerError::Amqp(err))),
+            Err(_) => return Err(self.failed(&mut state, BrokerError::ConnectTimeout)),
+        };
+        let channel = match connection.create_channel().await {
+            Ok(channel) => channel,
+            Err(err) => return Err(self.failed(&mut state, BrokerError::Amqp(err))),
+        };
+
+        state.backoff.reset();
+        state.next_attempt = None;
+        state.failure_logged = false;
+        self.watch(&connection);
+        let status = connection.status().clone();
+        state.connection = Some((connection, status));
+        self.inner.connected.store(true, Ordering::Release);
+        tracing::info!(broker = %redact(&self.inner.url), "connected to the message broker");
+        Ok(channel)
+    }
+
+    fn failed(&self, state: &mut State, err: BrokerError) -> BrokerError {
+        let delay = state.backoff.next_delay();
+        state.next_attempt = Some(Instant::now() + delay);
+        if !state.failure_logged {
+            state.failure_logged = true;
+            tracing::warn!(
+                broker = %redact(&self.inner.url),
+                error = %err,
+                "message broker unreachable; retrying with backoff (logged once until it is back)"
+            );
+        }
+        err
+    }
+
+    fn mark_lost(&self, reason: &str) {
+        if self.inner.connected.swap(false, Ordering::AcqRel) {
+            tracing::warn!(reason, "lost the connection to the message broker");
+        }
+    }
+
+    /// Flags the connection as lost as soon as lapin reports an error on it,
+    /// so readiness turns 503 without waiting for the next channel request.
+    fn watch(&self, connection: &Connection) {
+        let mut events = connection.events_listener();
+        let broker = self.clone();
+        actix::spawn(async move {
+            while let Some(event) = events.next().await {
+                if let lapin::Event::Error(err) = event {
+                    broker.mark_lost(&err.to_string());
+                    break;
+                }
+            }
+        });
+    }
+}
+
+/// The URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_the_logs() {
+        assert_eq!(
+            redact("amqp://guest:secret@rabbit:5672/%2f"),
+            "amqp://guest:***@rabbit:5672/%2f"
+        );
+        assert_eq!(redact("amqp://rabbit:5672"), "amqp://rabbit:5672");
+    }
+
+    #[test]
+    fn an_unreachable_broker_fails_fast_and_then_waits_for_the_backoff() {
+        actix::System::new().block_on(async {
+            // Port 1 on loopback: connection refused at once.
+            let broker = Broker::new("amqp://guest:guest@127.0.0.1:1/%2f", "test");
+            let first = broker.channel().await.unwrap_err();
+            assert!(matches!(first, BrokerError::Amqp(_)), "{first:?}");
+            let second = broker.channel().await.unwrap_err();
+            assert!(matches!(second, BrokerError::Unavailable { .. }), "{second:?}");
+            assert!(!broker.is_connected());
+        });
+    }
+}

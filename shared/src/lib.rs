@@ -1,0 +1,22 @@
+//! Building blocks every async-micro service uses, so that the services cannot
+//! drift apart on how they trace, talk to RabbitMQ, read configuration or
+//! report errors.
+//!
+//! - [`telemetry`]: OpenTelemetry + `tracing` set-up from the standard
+//!   `OTEL_*` environment, and the guard that flushes spans at exit.
+//! - [`traced`]: the envelope that carries an OpenTelemetry `Context` across
+//!   an actix mailbox.
+//! - [`amqp`]: RabbitMQ connection, header propagation, a confirming
+//!   publisher actor and the consumer-side span.
+//! - [`task`]: the task message schema shared by backend and worker.
+//! - [`http`]: JSON errors, the server span builder and `traceresponse`.
+//! - [`config`]: environment parsing with clear errors.
+
+pub mod amqp;
+pub mod config;
+pub mod http;
+pub mod task;
+pub mod telemetry;
+pub mod traced;
+
+pub use traced::{Traced, TracedSend};

@@ -1,0 +1,179 @@
+//! Where spans go: OTLP over gRPC (default) or HTTP/protobuf, chosen from the
+//! standard environment, with a fallback for setups written for the Jaeger
+//! agent.
+
+use std::fmt;
+
+use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig};
+
+use super::TelemetryError;
+
+/// The OTLP destination resolved from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportTarget {
+    /// `grpc` or `http/protobuf`.
+    pub protocol: ExportProtocol,
+    /// An endpoint we set in code; `None` lets the exporter follow the
+    /// `OTEL_EXPORTER_OTLP_*ENDPOINT` rules of the specification.
+    pub endpoint: Option<String>,
+    /// The Jaeger agent host that produced `endpoint`, if any.
+    pub jaeger_agent_host: Option<String>,
+}
+
+/// OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportProtocol {
+    /// OTLP/gRPC (port 4317 by convention).
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies (port 4318, path `/v1/traces`).
+    HttpProtobuf,
+}
+
+impl ExportTarget {
+    /// Reads `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`, `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT`
+    /// and `JAEGER_AGENT_HOST`.
+    pub fn from_env() -> Result<Self, String> {
+        Self::resolve(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+    }
+
+    fn resolve(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let protocol = match var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+            .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"))
+            .as_deref()
+            .map(str::trim)
+        {
+            None | Some("grpc") => ExportProtocol::Grpc,
+            Some("http/protobuf") => ExportProtocol::HttpProtobuf,
+            Some(other) => {
+                return Err(format!(
+                    "OTEL_EXPORTER_OTLP_PROTOCOL={other:?} is not supported; use grpc or http/protobuf"
+                ))
+            }
+        };
+        let endpoint_set = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some()
+            || var("OTEL_EXPORTER_OTLP_ENDPOINT").is_some();
+        let jaeger_agent_host = if endpoint_set {
+            None
+        } else {
+            var("JAEGER_AGENT_HOST").map(|h| h.trim().to_string())
+        };
+        let endpoint = jaeger_agent_host.as_ref().map(|host| match protocol {
+            ExportProtocol::Grpc => format!("http://{host}:4317"),
+            ExportProtocol::HttpProtobuf => format!("http://{host}:4318/v1/traces"),
+        });
+        Ok(Self {
+            protocol,
+            endpoint,
+            jaeger_agent_host,
+        })
+    }
+
+    /// The start-up line explaining a Jaeger-agent fallback, if one happened.
+    pub fn jaeger_agent_note(&self) -> Option<String> {
+        let host = self.jaeger_agent_host.as_ref()?;
+        Some(format!(
+            "JAEGER_AGENT_HOST={host} and no OTEL_EXPORTER_OTLP_ENDPOINT: exporting OTLP to {} (Jaeger ingests OTLP natively; the agent protocol is not used)",
+            self.endpoint.as_deref().unwrap_or_default()
+        ))
+    }
+}
+
+impl fmt::Display for ExportTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let protocol = match self.protocol {
+            ExportProtocol::Grpc => "otlp/grpc",
+            ExportProtocol::HttpProtobuf => "otlp/http-protobuf",
+        };
+        match &self.endpoint {
+            Some(endpoint) => write!(f, "{protocol} {endpoint}"),
+            None => {
+                let from_env = std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                    .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT"))
+                    .unwrap_or_else(|_| match self.protocol {
+                        ExportProtocol::Grpc => "http://localhost:4317 (default)".into(),
+                        ExportProtocol::HttpProtobuf => "http://localhost:4318 (default)".into(),
+                    });
+                write!(f, "{protocol} {from_env}")
+            }
+        }
+    }
+}
+
+/// Builds the span exporter; for gRPC also the runtime it must live on.
+pub(super) fn build(
+    target: &ExportTarget,
+) -> Result<(SpanExporter, Option<tokio::runtime::Runtime>), TelemetryError> {
+    match target.protocol {
+        ExportProtocol::Grpc => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("otel-export")
+                .enable_all()
+                .build()?;
+            // tonic binds its connection to the runtime current at build time.
+            let _entered = runtime.enter();
+            let mut builder = SpanExporter::builder().with_tonic();
+            if let Some(endpoint) = &target.endpoint {
+                builder = builder.with_endpoint(endpoint);
+            }
+            let exporter = builder.build()?;
+            drop(_entered);
+            Ok((exporter, Some(runtime)))
+        }
+        ExportProtocol::HttpProtobuf => {
+            let mut builder = SpanExporter::builder()
+                .with_http()
+                .with_protocol(Protocol::HttpBinary);
+            if let Some(endpoint) = &target.endpoint {
+                builder = builder.with_endpoint(endpoint);
+            }
+            Ok((builder.build()?, None))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn resolve(vars: &[(&str, &str)]) -> Result<ExportTarget, String> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        ExportTarget::resolve(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn grpc_is_the_default_and_the_exporter_reads_the_endpoint_itself() {
+        let target = resolve(&[]).unwrap();
+        assert_eq!(target.protocol, ExportProtocol::Grpc);
+        assert_eq!(target.endpoint, None);
+    }
+
+    #[test]
+    fn http_protobuf_is_selected_by_the_protocol_variable() {
+        let target = resolve(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")]).unwrap();
+        assert_eq!(target.protocol, ExportProtocol::HttpProtobuf);
+        assert!(resolve(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift")]).is_err());
+    }
+
+    #[test]
+    fn jaeger_agent_host_alone_points_otlp_at_that_host() {
+        let target = resolve(&[("JAEGER_AGENT_HOST", "jaeger")]).unwrap();
+        assert_eq!(target.endpoint.as_deref(), Some("http://jaeger:4317"));
+        assert!(target.jaeger_agent_note().unwrap().contains("http://jaeger:4317"));
+    }
+
+    #[test]
+    fn an_otlp_endpoint_wins_over_jaeger_agent_host() {
+        let target = resolve(&[
+            ("JAEGER_AGENT_HOST", "jaeger"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+        ])
+        .unwrap();
+        assert_eq!(target.endpoint, None);
+        assert_eq!(target.jaeger_agent_note(), None);
+    }
+}

@@ -1,0 +1,158 @@
+//! Log lines that carry the OpenTelemetry `trace_id` and `span_id` of the span
+//! they were written in, so a log line leads straight to its trace.
+
+use std::{fmt, sync::OnceLock};
+
+use opentelemetry::trace::TraceContextExt;
+use tracing::{dispatcher::WeakDispatch, field::Field, Dispatch, Event, Subscriber};
+use tracing_subscriber::{
+    fmt::{
+        format::{Format, Full, Writer},
+        time::{FormatTime, SystemTime},
+        FmtContext, FormatEvent, FormatFields,
+    },
+    registry::LookupSpan,
+    Layer,
+};
+
+/// How log lines are written to stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (default).
+    Text,
+    /// One JSON object per line (`LOG_FORMAT=json`).
+    Json,
+}
+
+impl LogFormat {
+    /// Reads `LOG_FORMAT` (`text` by default, or `json`).
+    pub fn from_env() -> Result<Self, String> {
+        match std::env::var("LOG_FORMAT").ok().as_deref().map(str::trim) {
+            None | Some("") | Some("text") | Some("pretty") => Ok(Self::Text),
+            Some("json") => Ok(Self::Json),
+            Some(other) => Err(format!("LOG_FORMAT={other:?}: expected text or json")),
+        }
+    }
+}
+
+// The dispatcher the formatter asks for OpenTelemetry ids. Inside an event
+// callback `tracing::Span::current()` sees no dispatcher, so we keep our own.
+static DISPATCH: OnceLock<WeakDispatch> = OnceLock::new();
+
+pub(super) fn layer<S>(format: LogFormat) -> impl Layer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .event_format(TraceAwareFormat {
+            format,
+            text: tracing_subscriber::fmt::format().with_ansi(false),
+        })
+}
+
+pub(super) fn install<S>(subscriber: S) -> Result<(), tracing::subscriber::SetGlobalDefaultError>
+where
+    S: Subscriber + Send + Sync + 'static,
+{
+    let dispatch = Dispatch::new(subscriber);
+    let _ = DISPATCH.set(dispatch.downgrade());
+    tracing::dispatcher::set_global_default(dispatch)
+}
+
+struct TraceAwareFormat {
+    format: LogFormat,
+    text: Format<Full>,
+}
+
+impl<S, N> FormatEvent<S, N> for TraceAwareFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let current = ctx.lookup_current();
+        let ids = current.as_ref().and_then(|span| otel_ids(&span.id()));
+        match self.format {
+            LogFormat::Text => {
+                let mut line = String::new();
+                self.text.format_event(ctx, Writer::new(&mut line), event)?;
+                write!(writer, "{}", line.trim_end_matches('\n'))?;
+                if let Some((trace_id, span_id)) = ids {
+                    write!(writer, " trace_id={trace_id} span_id={span_id}")?;
+                }
+                writeln!(writer)
+            }
+            LogFormat::Json => {
+                let mut timestamp = String::new();
+                SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
+                let mut fields = JsonFields::default();
+                event.record(&mut fields);
+                let mut object = serde_json::Map::new();
+                object.insert("timestamp".into(), timestamp.into());
+                object.insert("level".into(), event.metadata().level().as_str().into());
+                object.insert("target".into(), event.metadata().target().into());
+                if let Some(message) = fields.message.take() {
+                    object.insert("message".into(), message.into());
+                }
+                if !fields.fields.is_empty() {
+                    object.insert("fields".into(), fields.fields.into());
+                }
+                if let Some(span) = &current {
+                    object.insert("span".into(), span.name().into());
+                }
+                if let Some((trace_id, span_id)) = ids {
+                    object.insert("trace_id".into(), trace_id.into());
+                    object.insert("span_id".into(), span_id.into());
+                }
+                let line = serde_json::Value::Object(object).to_string();
+                writeln!(writer, "{line}")
+            }
+        }
+    }
+}
+
+fn otel_ids(id: &tracing::span::Id) -> Option<(String, String)> {
+    let dispatch = DISPATCH.get()?.upgrade()?;
+    let cx = tracing_opentelemetry::get_otel_context(id, &dispatch)?;
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid()
+        .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
+}
+
+#[derive(Default)]
+struct JsonFields {
+    message: Option<String>,
+    fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl tracing::field::Visit for JsonFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message = Some(value.to_string());
+        } else {
+            self.fields.insert(field.name().into(), value.into());
+        }
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.fields.insert(field.name().into(), value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.fields.insert(field.name().into(), value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.fields.insert(field.name().into(), value.into());
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.fields.insert(field.name().into(), value.into());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.record_str(field, &format!("{value:?}"));
+    }
+}

@@ -1,0 +1,178 @@
+//! OpenTelemetry and `tracing` set-up for a service, driven by the standard
+//! `OTEL_*` environment variables.
+//!
+//! Call [`init`] once at start-up, before the actix system starts, and keep the
+//! returned [`TelemetryGuard`] until the system has stopped; then call
+//! [`TelemetryGuard::shutdown`] from plain (non-async) code so the last spans
+//! are flushed.
+
+mod exporter;
+mod log_format;
+
+use opentelemetry::{global, trace::TracerProvider as _, KeyValue};
+use opentelemetry_sdk::{
+    propagation::{BaggagePropagator, TraceContextPropagator},
+    resource::{EnvResourceDetector, SdkProvidedResourceDetector, TelemetryResourceDetector},
+    trace::SdkTracerProvider,
+    Resource,
+};
+use tracing_subscriber::{layer::SubscriberExt, EnvFilter, Layer};
+
+pub use exporter::ExportTarget;
+pub use log_format::LogFormat;
+
+/// Why telemetry could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// An `OTEL_*` or logging variable has a value we cannot honour.
+    #[error("telemetry configuration: {0}")]
+    Config(String),
+    /// The OTLP exporter could not be built.
+    #[error("building the OTLP span exporter: {0}")]
+    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    /// A global subscriber was already installed.
+    #[error("installing the tracing subscriber: {0}")]
+    Subscriber(#[from] tracing::subscriber::SetGlobalDefaultError),
+    /// The runtime that drives the gRPC exporter could not start.
+    #[error("starting the telemetry runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+}
+
+/// Keeps the tracer provider (and the runtime its gRPC exporter needs) alive;
+/// flushes and shuts them down on [`shutdown`](Self::shutdown) or drop.
+///
+/// Must be shut down outside any async context: flushing blocks the calling
+/// thread until the exporter is done, and dropping a Tokio runtime inside one
+/// panics.
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+    // The tonic exporter's connection lives on this runtime, not on actix's
+    // single-threaded one: flushing from the actix thread would otherwise wait
+    // on a future that needs that very thread (a deadlock until the timeout).
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl TelemetryGuard {
+    /// Flushes pending spans and stops the exporter.
+    pub fn shutdown(mut self) {
+        self.shutdown_now();
+    }
+
+    fn shutdown_now(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            if let Err(err) = provider.shutdown() {
+                tracing::warn!(error = %err, "flushing spans at shutdown failed");
+            }
+        }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+        }
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        self.shutdown_now();
+    }
+}
+
+/// Installs the W3C trace-context and baggage propagators globally.
+///
+/// Without it every `traceparent` is silently ignored. [`init`] calls it;
+/// tests that skip [`init`] call it directly. Idempotent.
+pub fn install_propagator() {
+    global::set_text_map_propagator(opentelemetry::propagation::TextMapCompositePropagator::new(
+        vec![
+            Box::new(TraceContextPropagator::new()),
+            Box::new(BaggagePropagator::new()),
+        ],
+    ));
+}
+
+/// Sets up tracing for a service whose default `service.name` is
+/// `default_service_name` (overridden by `OTEL_SERVICE_NAME` or
+/// `OTEL_RESOURCE_ATTRIBUTES`): the OTLP exporter with a batch span
+/// processor, the propagators, and the log output (`LOG_FORMAT`, `RUST_LOG`).
+pub fn init(default_service_name: &str, version: &str) -> Result<TelemetryGuard, TelemetryError> {
+    install_propagator();
+    let log_format = LogFormat::from_env().map_err(TelemetryError::Config)?;
+    let disabled = sdk_disabled();
+
+    let resource = resource(default_service_name, version);
+    let service_name = resource
+        .get(&opentelemetry::Key::from_static_str("service.name"))
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| default_service_name.to_string());
+
+    let mut builder = SdkTracerProvider::builder().with_resource(resource);
+    let mut runtime = None;
+    let target = if disabled {
+        None
+    } else {
+        let target = ExportTarget::from_env().map_err(TelemetryError::Config)?;
+        let (span_exporter, rt) = exporter::build(&target)?;
+        runtime = rt;
+        builder = builder.with_batch_exporter(span_exporter);
+        Some(target)
+    };
+    let provider = builder.build();
+    global::set_tracer_provider(provider.clone());
+
+    let tracer = provider.tracer(service_name.clone());
+    // RUST_LOG filters the log output only: a registry-wide filter would also
+    // drop spans before the OpenTelemetry layer sees them.
+    let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let subscriber = tracing_subscriber::registry()
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_error_records_to_exceptions(true),
+        )
+        .with(log_format::layer(log_format).with_filter(log_filter));
+    log_format::install(subscriber)?;
+
+    match &target {
+        Some(target) => tracing::info!(
+            service.name = %service_name,
+            exporter = %target,
+            "telemetry ready"
+        ),
+        None => tracing::info!(
+            service.name = %service_name,
+            "telemetry ready; OTEL_SDK_DISABLED is set, spans are not exported"
+        ),
+    }
+    if let Some(note) = target.as_ref().and_then(ExportTarget::jaeger_agent_note) {
+        tracing::info!("{note}");
+    }
+
+    Ok(TelemetryGuard {
+        provider: Some(provider),
+        runtime,
+    })
+}
+
+fn sdk_disabled() -> bool {
+    std::env::var("OTEL_SDK_DISABLED")
+        .map(|v| v.trim().eq_ignore_ascii_case("true"))
+        .unwrap_or(false)
+}
+
+/// The resource: the SDK's detectors (which read `OTEL_SERVICE_NAME` and
+/// `OTEL_RESOURCE_ATTRIBUTES`) on top of our defaults, so the environment wins.
+fn resource(default_service_name: &str, version: &str) -> Resource {
+    let env_names_service = std::env::var("OTEL_SERVICE_NAME").is_ok_and(|v| !v.is_empty())
+        || std::env::var("OTEL_RESOURCE_ATTRIBUTES")
+            .is_ok_and(|v| v.split(',').any(|kv| kv.trim().starts_with("service.name=")));
+    let mut builder = Resource::builder_empty()
+        .with_attribute(KeyValue::new("service.version", version.to_string()))
+        .with_detectors(&[
+            Box::new(SdkProvidedResourceDetector),
+            Box::new(TelemetryResourceDetector),
+            Box::new(EnvResourceDetector::new()),
+        ]);
+    if !env_names_service {
+        builder = builder.with_service_name(default_service_name.to_string());
+    }
+    builder.build()
+}
