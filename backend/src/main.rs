@@ -1,1 +1,12 @@
-fn main() {}
+//! backend: accepts tasks, owns their status, publishes them to RabbitMQ.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    shared::service::run(
+        "backend-service",
+        env!("CARGO_PKG_VERSION"),
+        backend::config::Config::from_env,
+        backend::startup::run,
+    )
+}

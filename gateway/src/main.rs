@@ -1,1 +1,13 @@
-fn main() {}
+//! gateway: the public entry; proxies `/api/tasks*` to backend and
+//! `/api/products*` to product.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    shared::service::run(
+        "gateway-service",
+        env!("CARGO_PKG_VERSION"),
+        gateway::config::Config::from_env,
+        gateway::startup::run,
+    )
+}

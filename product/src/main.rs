@@ -1,1 +1,12 @@
-fn main() {}
+//! product: serves the product catalog.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    shared::service::run(
+        "product-service",
+        env!("CARGO_PKG_VERSION"),
+        product::config::Config::from_env,
+        product::startup::run,
+    )
+}

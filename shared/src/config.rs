@@ -73,7 +73,10 @@ mod tests {
         assert_eq!(env_or::<u16>("ASYNC_MICRO_TEST_UNSET", 7).unwrap(), 7);
         std::env::set_var("ASYNC_MICRO_TEST_BAD_PORT", "eighty");
         let err = env_or::<u16>("ASYNC_MICRO_TEST_BAD_PORT", 7).unwrap_err();
-        assert!(err.to_string().contains("ASYNC_MICRO_TEST_BAD_PORT"), "{err}");
+        assert!(
+            err.to_string().contains("ASYNC_MICRO_TEST_BAD_PORT"),
+            "{err}"
+        );
         std::env::set_var("ASYNC_MICRO_TEST_RANGE", "0");
         assert!(env_in_range::<u32>("ASYNC_MICRO_TEST_RANGE", 4, 1, 64).is_err());
     }

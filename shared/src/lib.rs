@@ -11,10 +11,12 @@
 //! - [`task`]: the task message schema shared by backend and worker.
 //! - [`http`]: JSON errors, the server span builder and `traceresponse`.
 //! - [`config`]: environment parsing with clear errors.
+//! - [`service`]: the start-up and shutdown sequence of a service binary.
 
 pub mod amqp;
 pub mod config;
 pub mod http;
+pub mod service;
 pub mod task;
 pub mod telemetry;
 pub mod traced;

@@ -161,7 +161,9 @@ impl TaskSpec {
                     .as_u64()
                     .filter(|ms| *ms <= SLEEP_MAX_MS)
                     .ok_or_else(|| {
-                        invalid(format!("\"ms\" must be an integer from 0 to {SLEEP_MAX_MS}"))
+                        invalid(format!(
+                            "\"ms\" must be an integer from 0 to {SLEEP_MAX_MS}"
+                        ))
                     })?;
                 Ok(Self::Sleep { ms })
             }
@@ -260,7 +262,9 @@ mod tests {
         let unknown = TaskRequest::from_json(&json!({"type": "dance"})).unwrap_err();
         assert_eq!(unknown, InvalidTask::UnknownType("dance".into()));
         assert!(!unknown.is_malformed());
-        assert!(TaskRequest::from_json(&json!([1, 2])).unwrap_err().is_malformed());
+        assert!(TaskRequest::from_json(&json!([1, 2]))
+            .unwrap_err()
+            .is_malformed());
     }
 
     #[test]
@@ -271,8 +275,12 @@ mod tests {
         assert!(!ok(json!({"type": "sleep", "payload": {"ms": 10001}})));
         assert!(!ok(json!({"type": "sleep", "payload": {"ms": -1}})));
         assert!(!ok(json!({"type": "sleep", "payload": {}})));
-        assert!(ok(json!({"type": "hash", "payload": {"data": "x", "rounds": 100000}})));
-        assert!(!ok(json!({"type": "hash", "payload": {"data": "x", "rounds": 0}})));
+        assert!(ok(
+            json!({"type": "hash", "payload": {"data": "x", "rounds": 100000}})
+        ));
+        assert!(!ok(
+            json!({"type": "hash", "payload": {"data": "x", "rounds": 0}})
+        ));
         assert!(!ok(json!({"type": "hash", "payload": {"rounds": 2}})));
         assert!(ok(json!({"type": "echo"})));
         assert!(!ok(json!({"type": "echo", "payload": "text"})));

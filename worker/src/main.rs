@@ -1,1 +1,12 @@
-fn main() {}
+//! worker: consumes the task queue with N consumer actors and reports results.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    shared::service::run(
+        "worker-service",
+        env!("CARGO_PKG_VERSION"),
+        worker::config::Config::from_env,
+        worker::startup::run,
+    )
+}

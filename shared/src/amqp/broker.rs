@@ -203,7 +203,10 @@ mod tests {
             let first = broker.channel().await.unwrap_err();
             assert!(matches!(first, BrokerError::Amqp(_)), "{first:?}");
             let second = broker.channel().await.unwrap_err();
-            assert!(matches!(second, BrokerError::Unavailable { .. }), "{second:?}");
+            assert!(
+                matches!(second, BrokerError::Unavailable { .. }),
+                "{second:?}"
+            );
             assert!(!broker.is_connected());
         });
     }

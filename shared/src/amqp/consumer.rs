@@ -5,23 +5,25 @@ use lapin::{
     message::Delivery,
     options::{BasicConsumeOptions, BasicQosOptions},
     types::FieldTable,
-    Consumer,
+    Channel, Consumer,
 };
 use tracing::{field::Empty, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::{
-    declare_durable_queue, propagation::extract_context, Broker, BrokerError, MESSAGING_SYSTEM,
+    declare_durable_queue, propagation::extract_context, Backoff, Broker, BrokerError,
+    MESSAGING_SYSTEM,
 };
 
 /// Opens a channel with its own prefetch (`basic.qos`, per consumer), declares
-/// the durable `queue` and starts consuming from it with manual acks.
+/// the durable `queue` and starts consuming from it with manual acks. The
+/// channel is returned too, so the caller can close it to stop consuming.
 pub async fn subscribe(
     broker: &Broker,
     queue: &str,
     prefetch: u16,
     consumer_tag: &str,
-) -> Result<Consumer, BrokerError> {
+) -> Result<(Channel, Consumer), BrokerError> {
     let channel = broker.channel().await?;
     channel
         .basic_qos(prefetch, BasicQosOptions { global: false })
@@ -35,7 +37,28 @@ pub async fn subscribe(
             FieldTable::default(),
         )
         .await?;
-    Ok(consumer)
+    Ok((channel, consumer))
+}
+
+/// [`subscribe`], retried with a capped exponential backoff until it
+/// succeeds. Failures are logged by the [`Broker`] once per outage.
+pub async fn subscribe_with_retry(
+    broker: &Broker,
+    queue: &str,
+    prefetch: u16,
+    consumer_tag: &str,
+) -> (Channel, Consumer) {
+    let mut backoff = Backoff::default();
+    loop {
+        match subscribe(broker, queue, prefetch, consumer_tag).await {
+            Ok(subscription) => return subscription,
+            Err(err) => {
+                let delay = backoff.next_delay();
+                tracing::debug!(error = %err, queue, ?delay, "subscribe failed; retrying");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
 }
 
 /// The CONSUMER span `process <queue>` for one delivery, a child of the

@@ -17,7 +17,7 @@ mod publisher;
 
 pub use backoff::Backoff;
 pub use broker::{Broker, BrokerError};
-pub use consumer::{process_span, subscribe};
+pub use consumer::{process_span, subscribe, subscribe_with_retry};
 pub use publisher::{declare_durable_queue, Publish, PublishError, QueuePublisher};
 
 /// `messaging.system` for every span of ours that touches the broker.

@@ -48,9 +48,9 @@ pub fn inject_context(context: &Context, headers: &mut FieldTable) {
 /// when there are none or they cannot be parsed.
 pub fn extract_context(headers: Option<&FieldTable>) -> Context {
     match headers {
-        Some(headers) => {
-            global::get_text_map_propagator(|propagator| propagator.extract(&HeaderExtractor(headers)))
-        }
+        Some(headers) => global::get_text_map_propagator(|propagator| {
+            propagator.extract(&HeaderExtractor(headers))
+        }),
         None => Context::new(),
     }
 }
@@ -107,7 +107,10 @@ mod tests {
         crate::telemetry::install_propagator();
         assert!(!extract_context(None).span().span_context().is_valid());
         let empty = FieldTable::default();
-        assert!(!extract_context(Some(&empty)).span().span_context().is_valid());
+        assert!(!extract_context(Some(&empty))
+            .span()
+            .span_context()
+            .is_valid());
     }
 
     #[test]
@@ -115,7 +118,10 @@ mod tests {
         crate::telemetry::install_propagator();
         let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let mut headers = FieldTable::default();
-        headers.insert("traceparent".into(), AMQPValue::ShortString(traceparent.into()));
+        headers.insert(
+            "traceparent".into(),
+            AMQPValue::ShortString(traceparent.into()),
+        );
         let cx = extract_context(Some(&headers));
         assert_eq!(
             cx.span().span_context().trace_id().to_string(),

@@ -100,7 +100,11 @@ impl Handler<Traced<Publish>> for QueuePublisher {
 
     fn handle(&mut self, msg: Traced<Publish>, _: &mut Self::Context) -> Self::Result {
         let queue = self.queue.clone();
-        let span = producer_span(&queue, &msg.message().message_id, msg.message().payload.len());
+        let span = producer_span(
+            &queue,
+            &msg.message().message_id,
+            msg.message().payload.len(),
+        );
         let (msg, span) = msg.into_parts(span);
         let cached = self
             .channel
@@ -126,20 +130,22 @@ impl Handler<Traced<Publish>> for QueuePublisher {
         }
         .instrument(span);
 
-        Box::pin(publish.into_actor(self).map(move |result, act, _| {
-            match result {
-                Ok(channel) => {
-                    act.channel = Some(channel);
-                    Ok(())
-                }
-                Err(err) => {
-                    act.channel = None;
-                    span_for_result.record("error.type", error_type(&err));
-                    span_for_result.set_status(Status::error(err.to_string()));
-                    Err(err)
-                }
-            }
-        }))
+        Box::pin(
+            publish
+                .into_actor(self)
+                .map(move |result, act, _| match result {
+                    Ok(channel) => {
+                        act.channel = Some(channel);
+                        Ok(())
+                    }
+                    Err(err) => {
+                        act.channel = None;
+                        span_for_result.record("error.type", error_type(&err));
+                        span_for_result.set_status(Status::error(err.to_string()));
+                        Err(err)
+                    }
+                }),
+        )
     }
 }
 
@@ -152,7 +158,11 @@ async fn open_channel(broker: &Broker, queue: &str) -> Result<Channel, PublishEr
     Ok(channel)
 }
 
-async fn publish_confirmed(channel: &Channel, queue: &str, msg: &Publish) -> Result<(), PublishError> {
+async fn publish_confirmed(
+    channel: &Channel,
+    queue: &str,
+    msg: &Publish,
+) -> Result<(), PublishError> {
     let mut headers = FieldTable::default();
     inject_context(&Span::current().context(), &mut headers);
     let properties = BasicProperties::default()

@@ -21,20 +21,23 @@ pub async fn health() -> HttpResponse {
 }
 
 /// The default service: a JSON 404 for routes that do not exist.
-pub async fn not_found() -> ApiError {
-    ApiError::not_found("route_not_found", "no such route")
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found("route_not_found", "no such route"))
 }
 
 /// Extractor configurations whose rejections are JSON 400s in our error
 /// shape, instead of actix's plain-text defaults.
 pub fn extractor_configs(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::QueryConfig::default().error_handler(|err, _| {
-        ApiError::bad_request("invalid_query", err.to_string()).into()
-    }))
-    .app_data(web::PathConfig::default().error_handler(|err, _| {
-        ApiError::not_found("not_found", err.to_string()).into()
-    }))
-    .app_data(web::JsonConfig::default().error_handler(|err, _| {
-        ApiError::bad_request("invalid_json", err.to_string()).into()
-    }));
+    cfg.app_data(
+        web::QueryConfig::default()
+            .error_handler(|err, _| ApiError::bad_request("invalid_query", err.to_string()).into()),
+    )
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|err, _| ApiError::not_found("not_found", err.to_string()).into()),
+    )
+    .app_data(
+        web::JsonConfig::default()
+            .error_handler(|err, _| ApiError::bad_request("invalid_json", err.to_string()).into()),
+    );
 }

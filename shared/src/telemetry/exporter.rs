@@ -44,11 +44,9 @@ impl ExportTarget {
         {
             None | Some("grpc") => ExportProtocol::Grpc,
             Some("http/protobuf") => ExportProtocol::HttpProtobuf,
-            Some(other) => {
-                return Err(format!(
-                    "OTEL_EXPORTER_OTLP_PROTOCOL={other:?} is not supported; use grpc or http/protobuf"
-                ))
-            }
+            Some(other) => return Err(format!(
+                "OTEL_EXPORTER_OTLP_PROTOCOL={other:?} is not supported; use grpc or http/protobuf"
+            )),
         };
         let endpoint_set = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some()
             || var("OTEL_EXPORTER_OTLP_ENDPOINT").is_some();
@@ -163,7 +161,10 @@ mod tests {
     fn jaeger_agent_host_alone_points_otlp_at_that_host() {
         let target = resolve(&[("JAEGER_AGENT_HOST", "jaeger")]).unwrap();
         assert_eq!(target.endpoint.as_deref(), Some("http://jaeger:4317"));
-        assert!(target.jaeger_agent_note().unwrap().contains("http://jaeger:4317"));
+        assert!(target
+            .jaeger_agent_note()
+            .unwrap()
+            .contains("http://jaeger:4317"));
     }
 
     #[test]

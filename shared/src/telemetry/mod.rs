@@ -162,8 +162,10 @@ fn sdk_disabled() -> bool {
 /// `OTEL_RESOURCE_ATTRIBUTES`) on top of our defaults, so the environment wins.
 fn resource(default_service_name: &str, version: &str) -> Resource {
     let env_names_service = std::env::var("OTEL_SERVICE_NAME").is_ok_and(|v| !v.is_empty())
-        || std::env::var("OTEL_RESOURCE_ATTRIBUTES")
-            .is_ok_and(|v| v.split(',').any(|kv| kv.trim().starts_with("service.name=")));
+        || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|v| {
+            v.split(',')
+                .any(|kv| kv.trim().starts_with("service.name="))
+        });
     let mut builder = Resource::builder_empty()
         .with_attribute(KeyValue::new("service.version", version.to_string()))
         .with_detectors(&[

@@ -1,0 +1,10 @@
+//! The backend's actors: the task store and the consumer of status reports.
+//! (The publisher to the task queue is `shared::amqp::QueuePublisher`.)
+
+mod result_consumer;
+mod task_store;
+
+pub use result_consumer::ResultConsumer;
+pub use task_store::{
+    ApplyStatusUpdate, GetTask, InsertTask, RemoveTask, TaskRecord, TaskStore, UpdateOutcome,
+};

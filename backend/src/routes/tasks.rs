@@ -1,0 +1,116 @@
+//! `POST /api/tasks` and `GET /api/tasks/{id}`.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use opentelemetry::trace::{Status, TraceContextExt};
+use serde_json::json;
+use shared::{
+    amqp::{Publish, PublishError},
+    http::{read_json, ApiError},
+    task::{TaskMessage, TaskRequest},
+    TracedSend,
+};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use uuid::Uuid;
+
+use crate::{
+    actors::{GetTask, InsertTask, RemoveTask, TaskRecord},
+    startup::AppState,
+};
+
+/// Registers the task routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/tasks", web::post().to(create_task))
+        .route("/api/tasks/{id}", web::get().to(get_task));
+}
+
+/// Why a task could not be accepted or read.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// The broker did not confirm the message.
+    #[error("the task could not be queued: {0}")]
+    NotQueued(#[from] PublishError),
+    /// The message could not be encoded (a bug, never the client's fault).
+    #[error("encoding the task message: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// An actor of ours is gone (only during shutdown).
+    #[error("internal actor unavailable: {0}")]
+    Mailbox(#[from] actix::MailboxError),
+}
+
+impl From<TaskError> for ApiError {
+    fn from(err: TaskError) -> Self {
+        match err {
+            TaskError::NotQueued(_) => ApiError::unavailable("broker_unavailable", err.to_string()),
+            TaskError::Encode(_) | TaskError::Mailbox(_) => ApiError::internal(err.to_string()),
+        }
+    }
+}
+
+async fn create_task(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_json(&req, body).await?;
+    let request = TaskRequest::from_json(&body)?;
+    let id = Uuid::new_v4();
+    let span = tracing::info_span!("create-task", task.id = %id, task.type = %request.kind);
+    let trace_id = span.context().span().span_context().trace_id().to_string();
+
+    let queued = enqueue(&state, id, request).instrument(span.clone()).await;
+    if let Err(err) = queued {
+        span.set_status(Status::error(err.to_string()));
+        tracing::warn!(parent: &span, task.id = %id, error = %err, "task rejected");
+        return Err(err.into());
+    }
+    Ok(HttpResponse::Accepted()
+        .insert_header(("Location", format!("/api/tasks/{id}")))
+        .json(json!({"id": id, "status": "queued", "trace_id": trace_id})))
+}
+
+/// Records the task as queued, then publishes it; if the broker does not
+/// confirm, the record is removed again so no task exists that was never
+/// queued.
+async fn enqueue(state: &AppState, id: Uuid, request: TaskRequest) -> Result<(), TaskError> {
+    let message = TaskMessage {
+        id,
+        kind: request.kind,
+        payload: request.payload,
+    };
+    let payload = serde_json::to_vec(&message)?;
+    state
+        .store
+        .send_traced(InsertTask(TaskRecord::queued(id, request.kind)))
+        .await?;
+    let published = state
+        .task_publisher
+        .send_traced(Publish {
+            message_id: id.to_string(),
+            payload,
+        })
+        .await?;
+    if let Err(err) = published {
+        state.store.send_traced(RemoveTask(id)).await?;
+        return Err(err.into());
+    }
+    tracing::info!(task.id = %id, task.type = %message.kind, "task queued");
+    Ok(())
+}
+
+async fn get_task(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let unknown = || ApiError::not_found("task_not_found", format!("no task with id {path}"));
+    let id = Uuid::parse_str(&path).map_err(|_| unknown())?;
+    let record = state
+        .store
+        .send_traced(GetTask(id))
+        .await
+        .map_err(TaskError::from)?;
+    match record {
+        Some(record) => Ok(HttpResponse::Ok().json(record)),
+        None => Err(unknown()),
+    }
+}

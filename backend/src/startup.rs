@@ -1,0 +1,67 @@
+//! Wires the actors and the HTTP server together and runs until SIGTERM.
+
+use std::time::Duration;
+
+use actix::Actor;
+use actix_web::{middleware::from_fn, web, App, HttpServer};
+use shared::{
+    amqp::{Broker, QueuePublisher},
+    http::{extractor_configs, health, not_found, trace_response, ServerSpan},
+};
+use tracing_actix_web::TracingLogger;
+
+use crate::{
+    actors::{ResultConsumer, TaskStore},
+    config::Config,
+    routes,
+};
+
+/// What the request handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// Task records and their status.
+    pub store: actix::Addr<TaskStore>,
+    /// Confirming publisher to the task queue.
+    pub task_publisher: actix::Addr<QueuePublisher>,
+    /// The broker connection, for readiness.
+    pub broker: Broker,
+}
+
+/// Starts the actors and serves HTTP until a shutdown signal; in-flight
+/// requests get up to 10 s to finish.
+pub async fn run(config: Config) -> std::io::Result<()> {
+    let broker = Broker::new(config.amqp_url.clone(), "backend");
+    let store = TaskStore::new(config.store_capacity).start();
+    let task_publisher = QueuePublisher::new(
+        broker.clone(),
+        config.task_queue.clone(),
+        config.publish_timeout,
+    )
+    .start();
+    let _results =
+        ResultConsumer::new(broker.clone(), config.result_queue.clone(), store.clone()).start();
+    let state = AppState {
+        store,
+        task_publisher,
+        broker,
+    };
+
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(from_fn(trace_response))
+            .wrap(TracingLogger::<ServerSpan>::new())
+            .app_data(web::Data::new(state.clone()))
+            .configure(extractor_configs)
+            .route("/health", web::get().to(health))
+            .route("/ready", web::get().to(routes::ready))
+            .configure(routes::tasks::configure)
+            .default_service(web::to(not_found))
+    })
+    .shutdown_timeout(10)
+    .bind(("0.0.0.0", config.port))?;
+    tracing::info!(port = config.port, queue = %config.task_queue, "backend listening");
+    server.run().await?;
+    // Give the span of the last request a moment to end before the flush.
+    actix::clock::sleep(Duration::from_millis(50)).await;
+    Ok(())
+}

@@ -1,0 +1,35 @@
+//! Gateway configuration from the environment.
+
+use std::time::Duration;
+
+use shared::config::{env_in_range, env_or, env_string, ConfigError};
+
+/// Everything the gateway reads at start-up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `PORT` (3000).
+    pub port: u16,
+    /// `BACKEND_URL` (`http://localhost:8000`).
+    pub backend_url: String,
+    /// `PRODUCT_URL` (`http://localhost:8001`).
+    pub product_url: String,
+    /// `UPSTREAM_TIMEOUT_MS` (8000): past it the gateway answers 504.
+    pub upstream_timeout: Duration,
+}
+
+impl Config {
+    /// Reads the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            port: env_or("PORT", 3000)?,
+            backend_url: env_string("BACKEND_URL", "http://localhost:8000"),
+            product_url: env_string("PRODUCT_URL", "http://localhost:8001"),
+            upstream_timeout: Duration::from_millis(env_in_range(
+                "UPSTREAM_TIMEOUT_MS",
+                8_000,
+                100,
+                120_000,
+            )?),
+        })
+    }
+}

@@ -1,0 +1,3 @@
+//! HTTP routes of the gateway.
+
+pub mod proxy;

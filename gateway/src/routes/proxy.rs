@@ -1,0 +1,259 @@
+//! Forwarding to the upstream services.
+//!
+//! Routes are registered with the same templates the upstreams use
+//! (`/api/tasks/{id}`), so the gateway's SERVER and CLIENT spans carry
+//! low-cardinality names like `GET /api/tasks/{id}`; deeper paths fall back
+//! to a catch-all and are forwarded all the same.
+
+use std::time::Duration;
+
+use actix_web::{
+    http::{header, StatusCode},
+    web, HttpRequest, HttpResponse,
+};
+use awc::error::SendRequestError;
+use opentelemetry::trace::Status;
+use shared::http::{propagation::inject_context, read_body, ApiError};
+use tracing::{field::Empty, Instrument};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// Largest request body the gateway forwards; the upstreams enforce their own
+/// (smaller) limits and their 413 passes through.
+const MAX_FORWARD_BODY: usize = 1024 * 1024;
+/// Largest upstream response body relayed.
+const MAX_RESPONSE_BODY: usize = 8 * 1024 * 1024;
+
+/// One upstream service.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// The service's name (`peer.service`).
+    pub name: &'static str,
+    /// Base URL without a trailing slash.
+    pub base_url: String,
+}
+
+impl Upstream {
+    /// An upstream called `name` at `base_url`.
+    pub fn new(name: &'static str, base_url: &str) -> Self {
+        Self {
+            name,
+            base_url: base_url.trim_end_matches('/').to_string(),
+        }
+    }
+}
+
+/// The upstreams and how long a call may take.
+#[derive(Debug, Clone)]
+pub struct Upstreams {
+    /// Serves `/api/tasks*`.
+    pub backend: Upstream,
+    /// Serves `/api/products*`.
+    pub product: Upstream,
+    /// Per-call timeout.
+    pub timeout: Duration,
+}
+
+/// Registers the proxied routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/tasks", web::route().to(to_backend))
+        .route("/api/tasks/{id}", web::route().to(to_backend))
+        .route("/api/tasks/{tail:.*}", web::route().to(to_backend))
+        .route("/api/products", web::route().to(to_product))
+        .route("/api/products/{id}", web::route().to(to_product))
+        .route("/api/products/{tail:.*}", web::route().to(to_product));
+}
+
+async fn to_backend(
+    req: HttpRequest,
+    body: web::Payload,
+    upstreams: web::Data<Upstreams>,
+    client: web::Data<awc::Client>,
+) -> Result<HttpResponse, ApiError> {
+    forward(&upstreams.backend, upstreams.timeout, req, body, &client).await
+}
+
+async fn to_product(
+    req: HttpRequest,
+    body: web::Payload,
+    upstreams: web::Data<Upstreams>,
+    client: web::Data<awc::Client>,
+) -> Result<HttpResponse, ApiError> {
+    forward(&upstreams.product, upstreams.timeout, req, body, &client).await
+}
+
+/// Why an upstream call produced no response.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// No answer within the timeout.
+    #[error("{upstream} did not answer within {timeout:?}")]
+    Timeout {
+        /// Upstream name.
+        upstream: &'static str,
+        /// The timeout that passed.
+        timeout: Duration,
+    },
+    /// Connection refused, reset, or a broken response.
+    #[error("{upstream} is unavailable: {reason}")]
+    Unavailable {
+        /// Upstream name.
+        upstream: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl From<ProxyError> for ApiError {
+    fn from(err: ProxyError) -> Self {
+        match err {
+            ProxyError::Timeout { .. } => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                err.to_string(),
+            ),
+            ProxyError::Unavailable { .. } => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_unavailable",
+                err.to_string(),
+            ),
+        }
+    }
+}
+
+async fn forward(
+    upstream: &Upstream,
+    timeout: Duration,
+    req: HttpRequest,
+    body: web::Payload,
+    client: &awc::Client,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(&req, body, MAX_FORWARD_BODY).await?;
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
+    let url = format!("{}{}", upstream.base_url, path_and_query);
+    let method = req.method().clone();
+    let template = req.match_pattern();
+    let name = match &template {
+        Some(template) => format!("{method} {template}"),
+        None => method.to_string(),
+    };
+    let span = tracing::info_span!(
+        "HTTP client request",
+        otel.name = %name,
+        otel.kind = "client",
+        http.request.method = %method,
+        url.full = %url,
+        url.template = template.as_deref().unwrap_or_default(),
+        server.address = Empty,
+        server.port = Empty,
+        peer.service = upstream.name,
+        http.response.status_code = Empty,
+        error.type = Empty,
+    );
+    if let Ok(parsed) = url.parse::<actix_web::http::Uri>() {
+        if let Some(host) = parsed.host() {
+            span.record("server.address", host);
+        }
+        if let Some(port) = parsed.port_u16() {
+            span.record("server.port", port as i64);
+        }
+    }
+
+    let mut outgoing = client.request(method, &url).timeout(timeout);
+    for (name, value) in req.headers() {
+        if !is_hop_by_hop(name) {
+            outgoing = outgoing.append_header((name.clone(), value.clone()));
+        }
+    }
+    // The upstream's parent is our CLIENT span, not the caller's span.
+    inject_context(&span.context(), outgoing.headers_mut());
+    if let Some(peer) = req.peer_addr() {
+        outgoing = outgoing.insert_header(("x-forwarded-for", peer.ip().to_string()));
+    }
+
+    let result = relay(upstream, timeout, outgoing, body)
+        .instrument(span.clone())
+        .await;
+    match &result {
+        Ok(response) => {
+            let status = response.status();
+            span.record("http.response.status_code", status.as_u16() as i64);
+            // For CLIENT spans, 4xx is an error as well.
+            if status.is_client_error() || status.is_server_error() {
+                span.record("error.type", status.as_str());
+                span.set_status(Status::error(status.to_string()));
+            }
+        }
+        Err(err) => {
+            let kind = match err {
+                ProxyError::Timeout { .. } => "timeout",
+                ProxyError::Unavailable { .. } => "upstream_unavailable",
+            };
+            span.record("error.type", kind);
+            span.set_status(Status::error(err.to_string()));
+            tracing::warn!(parent: &span, error = %err, "upstream call failed");
+        }
+    }
+    result.map_err(ApiError::from)
+}
+
+async fn relay(
+    upstream: &Upstream,
+    timeout: Duration,
+    outgoing: awc::ClientRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ProxyError> {
+    let unavailable = |reason: String| ProxyError::Unavailable {
+        upstream: upstream.name,
+        reason,
+    };
+    let mut response = outgoing.send_body(body).await.map_err(|err| match err {
+        SendRequestError::Timeout => ProxyError::Timeout {
+            upstream: upstream.name,
+            timeout,
+        },
+        other => unavailable(other.to_string()),
+    })?;
+    let payload = response
+        .body()
+        .limit(MAX_RESPONSE_BODY)
+        .await
+        .map_err(|err| match err {
+            awc::error::PayloadError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                ProxyError::Timeout {
+                    upstream: upstream.name,
+                    timeout,
+                }
+            }
+            other => unavailable(format!("reading the response: {other}")),
+        })?;
+    let mut relayed = HttpResponse::build(response.status());
+    for (name, value) in response.headers() {
+        // Our own traceresponse (set by middleware) names the gateway's span.
+        if !is_hop_by_hop(name)
+            && name != header::CONTENT_LENGTH
+            && name.as_str() != "traceresponse"
+        {
+            relayed.append_header((name.clone(), value.clone()));
+        }
+    }
+    Ok(relayed.body(payload))
+}
+
+fn is_hop_by_hop(name: &header::HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+    )
+}

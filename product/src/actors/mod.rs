@@ -1,0 +1,5 @@
+//! The product service's actors.
+
+mod catalog_actor;
+
+pub use catalog_actor::{CatalogActor, GetProduct, ListProducts, ProductPage};

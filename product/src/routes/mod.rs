@@ -1,0 +1,3 @@
+//! HTTP routes of the product service.
+
+pub mod products;

@@ -1,0 +1,66 @@
+//! `GET /api/products[?category=&limit=&offset=]` and `GET /api/products/{id}`.
+
+use actix::Addr;
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use shared::{http::ApiError, TracedSend};
+
+use crate::actors::{CatalogActor, GetProduct, ListProducts};
+
+/// Page size when `limit` is not given.
+pub const DEFAULT_LIMIT: usize = 20;
+/// Largest page.
+pub const MAX_LIMIT: usize = 100;
+
+/// Registers the product routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/products", web::get().to(list_products))
+        .route("/api/products/{id}", web::get().to(get_product));
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    category: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+async fn list_products(
+    query: web::Query<ListQuery>,
+    catalog: web::Data<Addr<CatalogActor>>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let page = catalog
+        .send_traced(ListProducts {
+            category: query.category.filter(|c| !c.is_empty()),
+            limit,
+            offset: query.offset.unwrap_or(0),
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+async fn get_product(
+    path: web::Path<String>,
+    catalog: web::Data<Addr<CatalogActor>>,
+) -> Result<HttpResponse, ApiError> {
+    let not_found =
+        || ApiError::not_found("product_not_found", format!("no product with id {path}"));
+    let id: u32 = path.parse().map_err(|_| not_found())?;
+    let product = catalog
+        .send_traced(GetProduct(id))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    product
+        .map(|p| HttpResponse::Ok().json(p))
+        .ok_or_else(not_found)
+}

@@ -1,0 +1,27 @@
+//! Starts the catalog actor and serves HTTP until SIGTERM.
+
+use actix::Actor;
+use actix_web::{middleware::from_fn, web, App, HttpServer};
+use shared::http::{extractor_configs, health, not_found, trace_response, ServerSpan};
+use tracing_actix_web::TracingLogger;
+
+use crate::{actors::CatalogActor, catalog, config::Config, routes};
+
+/// Serves the catalog until a shutdown signal.
+pub async fn run(config: Config) -> std::io::Result<()> {
+    let catalog = CatalogActor::new(catalog::seed()).start();
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(from_fn(trace_response))
+            .wrap(TracingLogger::<ServerSpan>::new())
+            .app_data(web::Data::new(catalog.clone()))
+            .configure(extractor_configs)
+            .route("/health", web::get().to(health))
+            .configure(routes::products::configure)
+            .default_service(web::to(not_found))
+    })
+    .shutdown_timeout(10)
+    .bind(("0.0.0.0", config.port))?;
+    tracing::info!(port = config.port, "product listening");
+    server.run().await
+}

@@ -1,0 +1,405 @@
+//! Starting the services as real processes, wired to one another, to the
+//! test's vhost and to the in-process OTLP receiver.
+
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::{broker::TestVhost, collector::OtlpCollector};
+
+/// One of the four services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// The public entry.
+    Gateway,
+    /// Tasks.
+    Backend,
+    /// Catalog.
+    Product,
+    /// Task execution.
+    Worker,
+}
+
+impl Service {
+    /// The binary name.
+    pub fn binary(self) -> &'static str {
+        match self {
+            Self::Gateway => "gateway",
+            Self::Backend => "backend",
+            Self::Product => "product",
+            Self::Worker => "worker",
+        }
+    }
+
+    /// The default `service.name`.
+    pub fn service_name(self) -> &'static str {
+        match self {
+            Self::Gateway => "gateway-service",
+            Self::Backend => "backend-service",
+            Self::Product => "product-service",
+            Self::Worker => "worker-service",
+        }
+    }
+}
+
+/// Variables that would leak from the developer's shell into a service.
+const SCRUBBED: &[&str] = &[
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_SDK_DISABLED",
+    "JAEGER_AGENT_HOST",
+    "JAEGER_AGENT_PORT",
+    "LOG_FORMAT",
+    "RUST_LOG",
+    "PORT",
+    "AMQP_URL",
+    "TASK_QUEUE",
+    "RESULT_QUEUE",
+    "BACKEND_URL",
+    "PRODUCT_URL",
+    "WORKER_CONCURRENCY",
+    "WORKER_PREFETCH",
+];
+
+/// A running service process; killed when dropped.
+pub struct ServiceProcess {
+    /// Which service.
+    pub service: Service,
+    /// Its HTTP port.
+    pub port: u16,
+    /// Where its stdout and stderr go.
+    pub log_path: PathBuf,
+    child: Child,
+}
+
+impl ServiceProcess {
+    /// Starts `service` on a free port with `env` (on top of a scrubbed
+    /// environment), logging to `log_dir/<binary>.log`.
+    pub fn spawn(service: Service, env: &[(String, String)], log_dir: &std::path::Path) -> Self {
+        let port = free_port();
+        std::fs::create_dir_all(log_dir).expect("create log dir");
+        let log_path = log_dir.join(format!("{}.log", service.binary()));
+        let log = std::fs::File::create(&log_path).expect("create log file");
+        let mut command = Command::new(binary_path(service.binary()));
+        for var in SCRUBBED {
+            command.env_remove(var);
+        }
+        command
+            .env("PORT", port.to_string())
+            .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", service.binary()));
+        Self {
+            service,
+            port,
+            log_path,
+            child,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the service logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Waits until `GET /health` answers 200; panics with the logs if the
+    /// process exits or 30 s pass.
+    pub async fn wait_healthy(&mut self) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited during start-up ({status}); log:\n{}",
+                    self.service.binary(),
+                    self.logs()
+                );
+            }
+            if let Ok(response) = client.get(format!("{}/health", self.url())).send().await {
+                if response.status().is_success() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not healthy after 30 s; log:\n{}",
+                self.service.binary(),
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends SIGTERM (a graceful stop).
+    pub fn terminate(&self) {
+        signal(self.pid(), "TERM");
+    }
+
+    /// Sends SIGKILL (no chance to clean up).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The directory the binaries were built into: this test binary lives in
+/// `<target>/<profile>/deps/`.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let deps = exe.parent().expect("deps dir");
+    deps.parent().expect("profile dir").to_path_buf()
+}
+
+fn binary_path(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the services first with `cargo build --workspace --bins`",
+        path.display()
+    );
+    path
+}
+
+/// What differs between test platforms.
+#[derive(Debug, Clone)]
+pub struct PlatformOptions {
+    /// Extra variables for every service.
+    pub env: Vec<(String, String)>,
+    /// Extra variables per service.
+    pub service_env: Vec<(Service, String, String)>,
+    /// `WORKER_CONCURRENCY`.
+    pub worker_concurrency: usize,
+}
+
+impl Default for PlatformOptions {
+    fn default() -> Self {
+        Self {
+            env: Vec::new(),
+            service_env: Vec::new(),
+            worker_concurrency: 2,
+        }
+    }
+}
+
+/// All four services, a vhost and an OTLP receiver for one test. Dropping it
+/// stops the processes, then deletes the vhost.
+pub struct Platform {
+    /// The gateway process.
+    pub gateway: ServiceProcess,
+    /// The backend process.
+    pub backend: ServiceProcess,
+    /// The product process.
+    pub product: ServiceProcess,
+    /// The worker process.
+    pub worker: ServiceProcess,
+    /// The test's vhost.
+    pub vhost: TestVhost,
+    /// The OTLP receiver all services export to.
+    pub collector: OtlpCollector,
+    /// An HTTP client for the test.
+    pub http: reqwest::Client,
+    log_dir: PathBuf,
+    options: PlatformOptions,
+}
+
+impl Platform {
+    /// Starts everything with default options; `label` names the vhost and
+    /// the log directory.
+    pub async fn start(label: &str) -> Self {
+        Self::start_with(label, PlatformOptions::default()).await
+    }
+
+    /// Starts everything with `options`.
+    pub async fn start_with(label: &str, options: PlatformOptions) -> Self {
+        let collector = OtlpCollector::start().await;
+        let vhost = TestVhost::create(label);
+        let log_dir = bin_dir().join("e2e-logs").join(vhost.name());
+
+        let mut backend = spawn_service(
+            Service::Backend,
+            &collector,
+            &vhost,
+            &options,
+            &[],
+            &log_dir,
+        );
+        let mut product = spawn_service(
+            Service::Product,
+            &collector,
+            &vhost,
+            &options,
+            &[],
+            &log_dir,
+        );
+        let mut worker =
+            spawn_service(Service::Worker, &collector, &vhost, &options, &[], &log_dir);
+        let upstreams = [
+            ("BACKEND_URL".to_string(), backend.url()),
+            ("PRODUCT_URL".to_string(), product.url()),
+        ];
+        let mut gateway = spawn_service(
+            Service::Gateway,
+            &collector,
+            &vhost,
+            &options,
+            &upstreams,
+            &log_dir,
+        );
+        for service in [&mut backend, &mut product, &mut worker, &mut gateway] {
+            service.wait_healthy().await;
+        }
+        Self {
+            gateway,
+            backend,
+            product,
+            worker,
+            vhost,
+            collector,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("http client"),
+            log_dir,
+            options,
+        }
+    }
+
+    /// A gateway URL for `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.gateway.url(), path)
+    }
+
+    /// Starts one more worker process on the same vhost and collector.
+    pub async fn spawn_worker(&self, extra_env: &[(String, String)]) -> ServiceProcess {
+        let mut worker = spawn_service(
+            Service::Worker,
+            &self.collector,
+            &self.vhost,
+            &self.options,
+            extra_env,
+            &self.log_dir.join(format!("worker-{}", free_port())),
+        );
+        worker.wait_healthy().await;
+        worker
+    }
+
+    /// Polls `GET /api/tasks/{id}` through the gateway until the task is
+    /// `succeeded` or `failed`, and returns its body.
+    pub async fn wait_for_task(&self, id: &str, timeout: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let body: serde_json::Value = self
+                .http
+                .get(self.url(&format!("/api/tasks/{id}")))
+                .send()
+                .await
+                .expect("GET task")
+                .json()
+                .await
+                .expect("task JSON");
+            if matches!(body["status"].as_str(), Some("succeeded" | "failed")) {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "task {id} not finished after {timeout:?}: {body}\nworker log:\n{}",
+                self.worker.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn spawn_service(
+    service: Service,
+    collector: &OtlpCollector,
+    vhost: &TestVhost,
+    options: &PlatformOptions,
+    extra: &[(String, String)],
+    log_dir: &std::path::Path,
+) -> ServiceProcess {
+    let mut env = vec![
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT".to_string(),
+            collector.grpc_endpoint(),
+        ),
+        // Export quickly so tests do not wait for the 5 s default.
+        ("OTEL_BSP_SCHEDULE_DELAY".to_string(), "100".to_string()),
+        ("AMQP_URL".to_string(), vhost.amqp_url()),
+        (
+            "WORKER_CONCURRENCY".to_string(),
+            options.worker_concurrency.to_string(),
+        ),
+    ];
+    env.extend(options.env.iter().cloned());
+    env.extend(
+        options
+            .service_env
+            .iter()
+            .filter(|(s, _, _)| *s == service)
+            .map(|(_, k, v)| (k.clone(), v.clone())),
+    );
+    env.extend(extra.iter().cloned());
+    ServiceProcess::spawn(service, &env, log_dir)
+}

@@ -1,0 +1,193 @@
+//! A task sent to the gateway is one trace: gateway, backend (through its
+//! actor mailboxes), RabbitMQ, worker, and the status report back.
+
+use std::time::Duration;
+
+use e2e_tests::{
+    trace::{assert_attr, assert_kind},
+    Platform, SpanKind,
+};
+use serde_json::{json, Value};
+
+const INCOMING_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const INCOMING_SPAN: &str = "00f067aa0ba902b7";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_is_one_trace_from_the_gateway_through_rabbitmq_to_the_worker_and_back() {
+    let platform = Platform::start("task-trace").await;
+
+    let response = platform
+        .http
+        .post(platform.url("/api/tasks"))
+        .header(
+            "traceparent",
+            format!("00-{INCOMING_TRACE}-{INCOMING_SPAN}-01"),
+        )
+        .json(&json!({"type": "hash", "payload": {"data": "abc", "rounds": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let traceresponse = response
+        .headers()
+        .get("traceresponse")
+        .expect("traceresponse header")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "queued");
+    assert_eq!(body["trace_id"], INCOMING_TRACE);
+    let id = body["id"].as_str().unwrap().to_string();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "id is a uuid: {id}");
+
+    let task = platform.wait_for_task(&id, Duration::from_secs(30)).await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    assert_eq!(task["type"], "hash");
+    assert_eq!(task["attempts"], 1);
+    assert_eq!(
+        task["result"]["sha256"],
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+
+    let trace = platform
+        .collector
+        .wait_for_trace(INCOMING_TRACE, Duration::from_secs(20), |t| {
+            t.has("backend-service", "apply-status-update")
+                && t.find_all("backend-service", "process task_results").len() >= 2
+                && t.has("gateway-service", "POST /api/tasks")
+        })
+        .await;
+
+    // 1. everything in the incoming trace; 2. gateway SERVER under the caller's span
+    assert!(trace.spans().iter().all(|s| s.trace_id == INCOMING_TRACE));
+    let gateway_server = trace.find_kind("gateway-service", "POST /api/tasks", SpanKind::Server);
+    assert_kind(gateway_server, SpanKind::Server);
+    assert_eq!(gateway_server.parent_span_id, INCOMING_SPAN);
+    assert_attr(gateway_server, "http.request.method", "POST");
+    assert_attr(gateway_server, "http.route", "/api/tasks");
+    assert_attr(gateway_server, "http.response.status_code", "202");
+    assert_eq!(
+        traceresponse,
+        format!("00-{INCOMING_TRACE}-{}-01", gateway_server.span_id),
+        "traceresponse names the gateway's SERVER span"
+    );
+
+    let gateway_client = trace.find_kind("gateway-service", "POST /api/tasks", SpanKind::Client);
+    trace.assert_child_of(gateway_client, gateway_server);
+    assert_attr(gateway_client, "http.request.method", "POST");
+    assert_attr(gateway_client, "http.response.status_code", "202");
+    assert!(
+        gateway_client
+            .attr("url.full")
+            .is_some_and(|u| u.starts_with("http://127.0.0.1:") && u.ends_with("/api/tasks")),
+        "url.full: {:?}",
+        gateway_client.attr("url.full")
+    );
+
+    // 3. backend SERVER under the gateway's CLIENT span
+    let backend_server = trace.find_kind("backend-service", "POST /api/tasks", SpanKind::Server);
+    trace.assert_child_of(backend_server, gateway_client);
+    assert_attr(backend_server, "http.route", "/api/tasks");
+    assert_attr(backend_server, "http.response.status_code", "202");
+
+    // 4. the domain span
+    let create = trace.find("backend-service", "create-task");
+    trace.assert_child_of(create, backend_server);
+    assert_attr(create, "task.id", &id);
+    assert_attr(create, "task.type", "hash");
+
+    // 5. actor handler spans, across the mailbox
+    let store = trace.find("backend-service", "store-task");
+    trace.assert_child_of(store, create);
+
+    // 6. PRODUCER, opened in the publisher actor's handler
+    let send = trace.find("backend-service", "send task_queue");
+    assert_kind(send, SpanKind::Producer);
+    trace.assert_child_of(send, create);
+    trace.assert_descendant_of(send, backend_server);
+    assert_attr(send, "messaging.system", "rabbitmq");
+    assert_attr(send, "messaging.destination.name", "task_queue");
+    assert_attr(send, "messaging.operation.type", "send");
+    assert_attr(send, "messaging.message.id", &id);
+
+    // 7. CONSUMER in the worker, child of the PRODUCER through the headers
+    let process = trace.find("worker-service", "process task_queue");
+    assert_kind(process, SpanKind::Consumer);
+    trace.assert_child_of(process, send);
+    assert_attr(process, "messaging.operation.type", "process");
+    assert_attr(process, "messaging.system", "rabbitmq");
+    assert_attr(process, "messaging.destination.name", "task_queue");
+    let process_task = trace.find("worker-service", "process-task");
+    trace.assert_child_of(process_task, process);
+    assert_attr(process_task, "task.id", &id);
+    assert_attr(process_task, "task.type", "hash");
+    let execute = trace.find("worker-service", "execute-task");
+    trace.assert_child_of(execute, process_task);
+
+    // ... and the result report continues the same trace into the backend
+    let reports = trace.find_all("worker-service", "send task_results");
+    assert_eq!(
+        reports.len(),
+        2,
+        "processing + succeeded:\n{}",
+        trace.render()
+    );
+    for report in &reports {
+        assert_kind(report, SpanKind::Producer);
+        trace.assert_child_of(report, process_task);
+    }
+    for consumed in trace.find_all("backend-service", "process task_results") {
+        assert_kind(consumed, SpanKind::Consumer);
+        assert!(
+            reports.iter().any(|r| consumed.parent_span_id == r.span_id),
+            "report consumer not under a report producer:\n{}",
+            trace.render()
+        );
+    }
+    let applied = trace.find_all("backend-service", "apply-status-update");
+    assert_eq!(applied.len(), 2, "{}", trace.render());
+    assert!(applied
+        .iter()
+        .any(|s| s.attr("task.status") == Some("succeeded")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_task_type_produces_its_result_and_a_trace_id_for_a_request_without_traceparent() {
+    let platform = Platform::start("task-types").await;
+    let cases = [
+        (
+            json!({"type": "echo", "payload": {"greeting": "hello", "n": [1, 2]}}),
+            json!({"greeting": "hello", "n": [1, 2]}),
+        ),
+        (
+            json!({"type": "sleep", "payload": {"ms": 50}}),
+            json!({"slept_ms": 50}),
+        ),
+        (
+            json!({"type": "hash", "payload": {"data": "abc", "rounds": 2}}),
+            json!({"sha256": "4f8b42c22dd3729b519ba6f68d2da7cc5b2d606d05daed5ad5128cc03e6c6358"}),
+        ),
+    ];
+    for (request, expected) in cases {
+        let response = platform
+            .http
+            .post(platform.url("/api/tasks"))
+            .json(&request)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202, "{request}");
+        let body: Value = response.json().await.unwrap();
+        let trace_id = body["trace_id"].as_str().unwrap();
+        assert_eq!(trace_id.len(), 32);
+        assert!(trace_id.chars().all(|c| c.is_ascii_hexdigit()) && trace_id != "0".repeat(32));
+        let task = platform
+            .wait_for_task(body["id"].as_str().unwrap(), Duration::from_secs(30))
+            .await;
+        assert_eq!(task["status"], "succeeded", "{task}");
+        assert_eq!(task["result"], expected, "{request}");
+        assert_eq!(task["type"], request["type"]);
+        assert!(task.get("error").is_none(), "{task}");
+    }
+}

@@ -1,0 +1,53 @@
+//! Worker configuration from the environment.
+
+use std::time::Duration;
+
+use shared::config::{env_in_range, env_or, env_string, ConfigError};
+
+/// Everything the worker reads at start-up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `PORT` (8002): health and readiness only.
+    pub port: u16,
+    /// `AMQP_URL`.
+    pub amqp_url: String,
+    /// `TASK_QUEUE` (`task_queue`).
+    pub task_queue: String,
+    /// `RESULT_QUEUE` (`task_results`).
+    pub result_queue: String,
+    /// `WORKER_CONCURRENCY` (4): consumer actors, each with its own channel.
+    pub concurrency: usize,
+    /// `WORKER_PREFETCH` (1): unacknowledged messages per consumer actor.
+    pub prefetch: u16,
+    /// `PUBLISH_TIMEOUT_MS` (4000): longest wait for a report's confirm.
+    pub publish_timeout: Duration,
+    /// `SHUTDOWN_TIMEOUT_MS` (30000): how long in-flight tasks may run after
+    /// SIGTERM; past it they are left unacknowledged for redelivery.
+    pub shutdown_timeout: Duration,
+}
+
+impl Config {
+    /// Reads the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            port: env_or("PORT", 8002)?,
+            amqp_url: env_string("AMQP_URL", "amqp://guest:guest@localhost:5672/%2f"),
+            task_queue: env_string("TASK_QUEUE", "task_queue"),
+            result_queue: env_string("RESULT_QUEUE", "task_results"),
+            concurrency: env_in_range("WORKER_CONCURRENCY", 4, 1, 256)?,
+            prefetch: env_in_range("WORKER_PREFETCH", 1, 1, 1000)?,
+            publish_timeout: Duration::from_millis(env_in_range(
+                "PUBLISH_TIMEOUT_MS",
+                4_000,
+                100,
+                60_000,
+            )?),
+            shutdown_timeout: Duration::from_millis(env_in_range(
+                "SHUTDOWN_TIMEOUT_MS",
+                30_000,
+                0,
+                600_000,
+            )?),
+        })
+    }
+}

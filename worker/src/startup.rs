@@ -1,0 +1,92 @@
+//! Starts the executor, the status reporter and the consumer actors, serves
+//! health on HTTP, and drains the consumers on SIGTERM.
+
+use actix::{Actor, Addr};
+use actix_web::{middleware::from_fn, web, App, HttpResponse, HttpServer};
+use futures_util::future::join_all;
+use serde_json::json;
+use shared::{
+    amqp::{Broker, QueuePublisher},
+    http::{health, not_found, trace_response, ServerSpan},
+};
+use tracing_actix_web::TracingLogger;
+
+use crate::{
+    actors::{StopConsuming, TaskConsumer, TaskExecutor},
+    config::Config,
+};
+
+/// Runs the worker until a shutdown signal, then lets in-flight tasks finish
+/// (up to `SHUTDOWN_TIMEOUT_MS`) before returning.
+pub async fn run(config: Config) -> std::io::Result<()> {
+    let broker = Broker::new(config.amqp_url.clone(), "worker");
+    let executor = TaskExecutor.start();
+    let reporter = QueuePublisher::new(
+        broker.clone(),
+        config.result_queue.clone(),
+        config.publish_timeout,
+    )
+    .start();
+    let consumers: Vec<Addr<TaskConsumer>> = (0..config.concurrency)
+        .map(|index| {
+            TaskConsumer::new(
+                index,
+                broker.clone(),
+                config.task_queue.clone(),
+                config.prefetch,
+                executor.clone(),
+                reporter.clone(),
+            )
+            .start()
+        })
+        .collect();
+
+    let ready_broker = broker.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(from_fn(trace_response))
+            .wrap(TracingLogger::<ServerSpan>::new())
+            .app_data(web::Data::new(ready_broker.clone()))
+            .route("/health", web::get().to(health))
+            .route("/ready", web::get().to(ready))
+            .default_service(web::to(not_found))
+    })
+    .workers(1)
+    .shutdown_timeout(5)
+    .bind(("0.0.0.0", config.port))?;
+    tracing::info!(
+        port = config.port,
+        queue = %config.task_queue,
+        concurrency = config.concurrency,
+        prefetch = config.prefetch,
+        "worker started"
+    );
+    server.run().await?;
+
+    tracing::info!("shutdown requested; finishing in-flight tasks");
+    let drained = join_all(
+        consumers
+            .iter()
+            .map(|consumer| consumer.send(StopConsuming)),
+    );
+    if actix::clock::timeout(config.shutdown_timeout, drained)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            timeout = ?config.shutdown_timeout,
+            "in-flight tasks did not finish in time; they stay unacknowledged and will be redelivered"
+        );
+    }
+    Ok(())
+}
+
+async fn ready(broker: web::Data<Broker>) -> HttpResponse {
+    if broker.is_connected() {
+        HttpResponse::Ok().json(json!({"status": "ready"}))
+    } else {
+        HttpResponse::ServiceUnavailable().json(json!({
+            "error": {"code": "broker_unavailable", "message": "not connected to the message broker"}
+        }))
+    }
+}
