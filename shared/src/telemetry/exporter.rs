@@ -44,9 +44,11 @@ impl ExportTarget {
         {
             None | Some("grpc") => ExportProtocol::Grpc,
             Some("http/protobuf") => ExportProtocol::HttpProtobuf,
-            Some(other) => return Err(format!(
+            Some(other) => {
+                return Err(format!(
                 "OTEL_EXPORTER_OTLP_PROTOCOL={other:?} is not supported; use grpc or http/protobuf"
-            )),
+            ))
+            }
         };
         let endpoint_set = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some()
             || var("OTEL_EXPORTER_OTLP_ENDPOINT").is_some();

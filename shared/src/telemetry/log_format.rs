@@ -76,7 +76,11 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let current = ctx.lookup_current();
+        // An explicit `parent:` wins over the thread's current span.
+        let current = event
+            .parent()
+            .and_then(|id| ctx.span(id))
+            .or_else(|| ctx.lookup_current());
         let ids = current.as_ref().and_then(|span| otel_ids(&span.id()));
         match self.format {
             LogFormat::Text => {

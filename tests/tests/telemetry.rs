@@ -1,0 +1,223 @@
+//! The standard OTEL_* variables, the log format, and the flush at shutdown,
+//! checked against real service processes.
+
+use std::time::Duration;
+
+use e2e_tests::{platform::bin_dir, OtlpCollector, Service, ServiceProcess};
+use serde_json::Value;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+async fn start_product(label: &str, vars: Vec<(String, String)>) -> ServiceProcess {
+    let mut product = ServiceProcess::spawn(
+        Service::Product,
+        &vars,
+        &bin_dir().join("e2e-logs").join(label),
+    );
+    product.wait_healthy().await;
+    product
+}
+
+async fn get_with_parent(product: &ServiceProcess, path: &str, trace_id: &str, flags: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{}{path}", product.url()))
+        .header(
+            "traceparent",
+            format!("00-{trace_id}-b7ad6b7169203331-{flags}"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// SIGTERM, then wait for a clean exit: the shutdown flushes every span.
+async fn stop_and_flush(mut service: ServiceProcess) {
+    service.terminate();
+    let status = service
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .expect("exits within 10 s of SIGTERM");
+    assert!(status.success(), "clean exit: {status}\n{}", service.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_protobuf_export_service_name_and_resource_attributes_follow_the_environment() {
+    let collector = OtlpCollector::start().await;
+    let product = start_product(
+        "otel-http",
+        env(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint()),
+            ("OTEL_SERVICE_NAME", "catalog-eu"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment.name=test,team=shop",
+            ),
+        ]),
+    )
+    .await;
+    let trace_id = "11111111111111111111111111111111";
+    assert_eq!(
+        get_with_parent(&product, "/api/products/1", trace_id, "01").await,
+        200
+    );
+    let trace = collector
+        .wait_for_trace(trace_id, Duration::from_secs(20), |t| {
+            t.has("catalog-eu", "catalog-lookup")
+        })
+        .await;
+    let lookup = trace.find("catalog-eu", "catalog-lookup");
+    assert_eq!(lookup.resource["deployment.environment.name"], "test");
+    assert_eq!(lookup.resource["team"], "shop");
+    assert_eq!(
+        lookup.resource["service.version"],
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(collector.spans().iter().all(|s| s.service == "catalog-eu"));
+    stop_and_flush(product).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samplers_decide_what_is_exported_and_the_sdk_can_be_disabled() {
+    let collector = OtlpCollector::start().await;
+    let grpc = collector.grpc_endpoint();
+    let default_sampler = start_product(
+        "otel-parentbased",
+        env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &grpc),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ]),
+    )
+    .await;
+    let always_off = start_product(
+        "otel-always-off",
+        env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &grpc),
+            ("OTEL_TRACES_SAMPLER", "always_off"),
+            ("OTEL_SERVICE_NAME", "sampled-off"),
+        ]),
+    )
+    .await;
+    let ratio_zero = start_product(
+        "otel-ratio",
+        env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &grpc),
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0"),
+            ("OTEL_SERVICE_NAME", "ratio-zero"),
+        ]),
+    )
+    .await;
+    let disabled = start_product(
+        "otel-disabled",
+        env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &grpc),
+            ("OTEL_SDK_DISABLED", "true"),
+            ("OTEL_SERVICE_NAME", "sdk-disabled"),
+        ]),
+    )
+    .await;
+
+    let sampled = "22222222222222222222222222222222";
+    let unsampled = "33333333333333333333333333333333";
+    assert_eq!(
+        get_with_parent(&default_sampler, "/api/products/2", sampled, "01").await,
+        200
+    );
+    assert_eq!(
+        get_with_parent(&default_sampler, "/api/products/2", unsampled, "00").await,
+        200
+    );
+    for service in [&always_off, &ratio_zero, &disabled] {
+        assert_eq!(
+            get_with_parent(service, "/api/products", sampled, "01").await,
+            200
+        );
+    }
+    // The disabled SDK still serves requests with a traceresponse.
+    for service in [default_sampler, always_off, ratio_zero, disabled] {
+        stop_and_flush(service).await;
+    }
+
+    let spans = collector.spans();
+    // parentbased_always_on (default): follows the caller's sampled flag.
+    assert!(spans
+        .iter()
+        .any(|s| s.trace_id == sampled && s.service == "product-service"));
+    assert!(
+        !spans.iter().any(|s| s.trace_id == unsampled),
+        "unsampled parent exported"
+    );
+    for silent in ["sampled-off", "ratio-zero", "sdk-disabled"] {
+        assert!(
+            !spans.iter().any(|s| s.service == silent),
+            "{silent} exported spans"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_trace_and_span_id_of_their_span() {
+    let collector = OtlpCollector::start().await;
+    let product = start_product(
+        "json-logs",
+        env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.grpc_endpoint()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("LOG_FORMAT", "json"),
+        ]),
+    )
+    .await;
+    let trace_id = "44444444444444444444444444444444";
+    assert_eq!(
+        get_with_parent(&product, "/api/products/5", trace_id, "01").await,
+        200
+    );
+    let trace = collector
+        .wait_for_trace(trace_id, Duration::from_secs(20), |t| {
+            t.has("product-service", "GET /api/products/{id}")
+        })
+        .await;
+    let server = trace.find("product-service", "GET /api/products/{id}");
+
+    let logs = product.logs();
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    assert!(lines
+        .iter()
+        .all(|l| l["level"].is_string() && l["timestamp"].is_string()));
+    let request_line = lines
+        .iter()
+        .find(|l| l["message"] == "request completed" && l["trace_id"] == trace_id)
+        .unwrap_or_else(|| panic!("no request line with the trace id:\n{logs}"));
+    assert_eq!(request_line["span_id"], server.span_id.as_str());
+    assert_eq!(request_line["fields"]["status"], 200);
+    stop_and_flush(product).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jaeger_agent_host_alone_sends_otlp_to_that_host_and_says_so() {
+    let product = start_product(
+        "jaeger-agent",
+        env(&[
+            ("JAEGER_AGENT_HOST", "127.0.0.1"),
+            ("JAEGER_AGENT_PORT", "6831"),
+        ]),
+    )
+    .await;
+    let logs = product.logs();
+    assert!(
+        logs.contains("JAEGER_AGENT_HOST=127.0.0.1") && logs.contains("http://127.0.0.1:4317"),
+        "start-up log should explain the OTLP endpoint:\n{logs}"
+    );
+    stop_and_flush(product).await;
+}
