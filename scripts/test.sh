@@ -8,4 +8,14 @@ cd "$(dirname "$0")/.."
 scripts/ensure-rabbitmq.sh
 # Build once: the service binaries the e2e tests run, and every test binary.
 cargo build --workspace --bins --tests
-cargo test --workspace
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run (cargo prints one per test binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
