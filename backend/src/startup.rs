@@ -5,8 +5,9 @@ use std::time::Duration;
 use actix::Actor;
 use actix_web::{middleware::from_fn, web, App, HttpServer};
 use shared::{
-    amqp::{Broker, QueuePublisher},
+    amqp::{Broker, QueuePublisher, QueueSpec},
     http::{extractor_configs, health, not_found, trace_response, ServerSpan},
+    task::TaskQueues,
 };
 use tracing_actix_web::TracingLogger;
 
@@ -34,12 +35,16 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     let store = TaskStore::new(config.store_capacity).start();
     let task_publisher = QueuePublisher::new(
         broker.clone(),
-        config.task_queue.clone(),
+        TaskQueues::new(config.task_queue.clone()).tasks(),
         config.publish_timeout,
     )
     .start();
-    let _results =
-        ResultConsumer::new(broker.clone(), config.result_queue.clone(), store.clone()).start();
+    let _results = ResultConsumer::new(
+        broker.clone(),
+        QueueSpec::durable(config.result_queue.clone()),
+        store.clone(),
+    )
+    .start();
     let state = AppState {
         store,
         task_publisher,

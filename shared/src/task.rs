@@ -8,10 +8,48 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::amqp::QueueSpec;
+
 /// Longest sleep a `sleep` task may ask for.
 pub const SLEEP_MAX_MS: u64 = 10_000;
 /// Most SHA-256 rounds a `hash` task may ask for.
 pub const HASH_MAX_ROUNDS: u64 = 100_000;
+/// Largest `payload.fail_times` (fault injection) accepted.
+pub const MAX_FAIL_TIMES: u64 = 100;
+/// AMQP header carrying the 1-based attempt number of a task message.
+pub const ATTEMPT_HEADER: &str = "x-attempt";
+
+/// The queues around one task queue: the queue itself, its dead-letter queue
+/// `<queue>.dlq`, and one delay queue per retry `<queue>.retry.<attempt>`
+/// that dead-letters back into the task queue when a message's TTL expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskQueues {
+    name: String,
+}
+
+impl TaskQueues {
+    /// The queues around `task_queue`.
+    pub fn new(task_queue: impl Into<String>) -> Self {
+        Self {
+            name: task_queue.into(),
+        }
+    }
+
+    /// The task queue.
+    pub fn tasks(&self) -> QueueSpec {
+        QueueSpec::durable(self.name.clone())
+    }
+
+    /// Where tasks end up that can never succeed.
+    pub fn dead_letters(&self) -> QueueSpec {
+        QueueSpec::durable(format!("{}.dlq", self.name))
+    }
+
+    /// Where a task waits before attempt `next_attempt`.
+    pub fn retry(&self, next_attempt: u32) -> QueueSpec {
+        QueueSpec::delay_into(format!("{}.retry.{next_attempt}", self.name), &self.name)
+    }
+}
 
 /// What a task does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -152,6 +190,7 @@ impl TaskSpec {
     /// Checks `payload` against `kind`.
     pub fn parse(kind: TaskType, payload: &Value) -> Result<Self, InvalidTask> {
         let invalid = |msg: String| InvalidTask::InvalidPayload(msg);
+        injected_failures(payload)?;
         match kind {
             TaskType::Echo => Ok(Self::Echo(payload.clone())),
             TaskType::Sleep => {
@@ -190,6 +229,23 @@ impl TaskSpec {
     }
 }
 
+/// `payload.fail_times` (any task type): how many first attempts fail on
+/// purpose, for trying out retries and dead-lettering. 0 when absent.
+pub fn injected_failures(payload: &Value) -> Result<u32, InvalidTask> {
+    match payload.get("fail_times") {
+        None | Some(Value::Null) => Ok(0),
+        Some(n) => n
+            .as_u64()
+            .filter(|n| *n <= MAX_FAIL_TIMES)
+            .map(|n| n as u32)
+            .ok_or_else(|| {
+                InvalidTask::InvalidPayload(format!(
+                    "\"fail_times\" must be an integer from 0 to {MAX_FAIL_TIMES}"
+                ))
+            }),
+    }
+}
+
 /// A task as it travels on the task queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskMessage {
@@ -200,6 +256,31 @@ pub struct TaskMessage {
     pub kind: TaskType,
     /// The validated payload.
     pub payload: Value,
+}
+
+impl TaskMessage {
+    /// Reads a task message off the queue, saying precisely what is wrong
+    /// with one that is not a task (a poison message).
+    pub fn decode(body: &[u8]) -> Result<Self, String> {
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| format!("not valid JSON: {e}"))?;
+        let id = value
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or("missing task id")?;
+        let id = Uuid::parse_str(id).map_err(|_| format!("invalid task id {id:?}"))?;
+        let kind = value
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or("missing task type")?
+            .parse::<TaskType>()
+            .map_err(|e| e.to_string())?;
+        let payload = value
+            .get("payload")
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        Ok(Self { id, kind, payload })
+    }
 }
 
 /// Where a task stands.
@@ -284,6 +365,46 @@ mod tests {
         assert!(!ok(json!({"type": "hash", "payload": {"rounds": 2}})));
         assert!(ok(json!({"type": "echo"})));
         assert!(!ok(json!({"type": "echo", "payload": "text"})));
+        assert!(ok(json!({"type": "echo", "payload": {"fail_times": 2}})));
+        assert!(ok(
+            json!({"type": "sleep", "payload": {"ms": 1, "fail_times": 100}})
+        ));
+        assert!(!ok(json!({"type": "echo", "payload": {"fail_times": -1}})));
+        assert!(!ok(json!({"type": "echo", "payload": {"fail_times": 101}})));
+        assert!(!ok(json!({"type": "echo", "payload": {"fail_times": "2"}})));
+    }
+
+    #[test]
+    fn poison_messages_are_named_for_what_is_wrong() {
+        assert!(TaskMessage::decode(b"\xff not json")
+            .unwrap_err()
+            .contains("not valid JSON"));
+        assert_eq!(
+            TaskMessage::decode(br#"{"type": "echo"}"#).unwrap_err(),
+            "missing task id"
+        );
+        let unknown = format!(r#"{{"id": "{}", "type": "juggle"}}"#, Uuid::nil());
+        assert!(TaskMessage::decode(unknown.as_bytes())
+            .unwrap_err()
+            .contains("juggle"));
+        let ok = format!(r#"{{"id": "{}", "type": "echo"}}"#, Uuid::nil());
+        assert_eq!(
+            TaskMessage::decode(ok.as_bytes()).unwrap().kind,
+            TaskType::Echo
+        );
+    }
+
+    #[test]
+    fn the_queues_around_a_task_queue_are_named_after_it() {
+        let queues = TaskQueues::new("jobs");
+        assert_eq!(queues.tasks().name, "jobs");
+        assert_eq!(queues.dead_letters().name, "jobs.dlq");
+        let retry = queues.retry(2);
+        assert_eq!(retry.name, "jobs.retry.2");
+        assert!(retry
+            .arguments
+            .inner()
+            .contains_key("x-dead-letter-routing-key"));
     }
 
     #[test]

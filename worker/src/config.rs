@@ -21,6 +21,10 @@ pub struct Config {
     pub prefetch: u16,
     /// `PUBLISH_TIMEOUT_MS` (4000): longest wait for a report's confirm.
     pub publish_timeout: Duration,
+    /// `TASK_MAX_ATTEMPTS` (3): attempts before a task is failed and dead-lettered.
+    pub max_attempts: u32,
+    /// `TASK_RETRY_DELAY_MS` (1000): wait before the 2nd attempt, doubling after.
+    pub retry_delay: Duration,
     /// `SHUTDOWN_TIMEOUT_MS` (30000): how long in-flight tasks may run after
     /// SIGTERM; past it they are left unacknowledged for redelivery.
     pub shutdown_timeout: Duration,
@@ -41,6 +45,13 @@ impl Config {
                 4_000,
                 100,
                 60_000,
+            )?),
+            max_attempts: env_in_range("TASK_MAX_ATTEMPTS", 3, 1, 100)?,
+            retry_delay: Duration::from_millis(env_in_range(
+                "TASK_RETRY_DELAY_MS",
+                1_000,
+                0,
+                3_600_000,
             )?),
             shutdown_timeout: Duration::from_millis(env_in_range(
                 "SHUTDOWN_TIMEOUT_MS",

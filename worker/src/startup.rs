@@ -6,13 +6,14 @@ use actix_web::{middleware::from_fn, web, App, HttpResponse, HttpServer};
 use futures_util::future::join_all;
 use serde_json::json;
 use shared::{
-    amqp::{Broker, QueuePublisher},
+    amqp::{Broker, QueuePublisher, QueueSpec},
     http::{health, not_found, trace_response, ServerSpan},
+    task::TaskQueues,
 };
 use tracing_actix_web::TracingLogger;
 
 use crate::{
-    actors::{StopConsuming, TaskConsumer, TaskExecutor},
+    actors::{RetryPolicy, StopConsuming, TaskConsumer, TaskExecutor, TaskHandling},
     config::Config,
 };
 
@@ -20,24 +21,26 @@ use crate::{
 /// (up to `SHUTDOWN_TIMEOUT_MS`) before returning.
 pub async fn run(config: Config) -> std::io::Result<()> {
     let broker = Broker::new(config.amqp_url.clone(), "worker");
-    let executor = TaskExecutor.start();
-    let reporter = QueuePublisher::new(
-        broker.clone(),
-        config.result_queue.clone(),
-        config.publish_timeout,
-    )
-    .start();
+    let queues = TaskQueues::new(config.task_queue.clone());
+    let handling = TaskHandling {
+        executor: TaskExecutor.start(),
+        reporter: QueuePublisher::new(
+            broker.clone(),
+            QueueSpec::durable(config.result_queue.clone()),
+            config.publish_timeout,
+        )
+        .start(),
+        requeuer: QueuePublisher::new(broker.clone(), queues.tasks(), config.publish_timeout)
+            .start(),
+        queues,
+        retry: RetryPolicy {
+            max_attempts: config.max_attempts,
+            base_delay: config.retry_delay,
+        },
+    };
     let consumers: Vec<Addr<TaskConsumer>> = (0..config.concurrency)
         .map(|index| {
-            TaskConsumer::new(
-                index,
-                broker.clone(),
-                config.task_queue.clone(),
-                config.prefetch,
-                executor.clone(),
-                reporter.clone(),
-            )
-            .start()
+            TaskConsumer::new(index, broker.clone(), config.prefetch, handling.clone()).start()
         })
         .collect();
 
@@ -59,6 +62,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         queue = %config.task_queue,
         concurrency = config.concurrency,
         prefetch = config.prefetch,
+        max_attempts = config.max_attempts,
         "worker started"
     );
     server.run().await?;

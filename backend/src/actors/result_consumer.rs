@@ -9,7 +9,7 @@ use lapin::{
 };
 use opentelemetry::trace::Status;
 use shared::{
-    amqp::{process_span, subscribe_with_retry, Broker},
+    amqp::{process_span, subscribe_with_retry, Broker, QueueSpec},
     task::StatusUpdate,
     TracedSend,
 };
@@ -25,13 +25,13 @@ const PREFETCH: u16 = 32;
 /// The actor consuming the results queue.
 pub struct ResultConsumer {
     broker: Broker,
-    queue: String,
+    queue: QueueSpec,
     store: Addr<TaskStore>,
 }
 
 impl ResultConsumer {
     /// A consumer of `queue` feeding `store`.
-    pub fn new(broker: Broker, queue: String, store: Addr<TaskStore>) -> Self {
+    pub fn new(broker: Broker, queue: QueueSpec, store: Addr<TaskStore>) -> Self {
         Self {
             broker,
             queue,
@@ -46,7 +46,7 @@ impl ResultConsumer {
             async move { subscribe_with_retry(&broker, &queue, PREFETCH, "backend-results").await }
                 .into_actor(self)
                 .map(|(_channel, consumer), act, ctx| {
-                    tracing::info!(queue = %act.queue, "consuming status reports");
+                    tracing::info!(queue = %act.queue.name, "consuming status reports");
                     ctx.add_stream(consumer);
                 }),
         );
@@ -70,14 +70,14 @@ impl StreamHandler<lapin::Result<Delivery>> for ResultConsumer {
                 return;
             }
         };
-        let span = process_span(&delivery, &self.queue);
+        let span = process_span(&delivery, &self.queue.name);
         let store = self.store.clone();
         // In order, one at a time: reports of one task must not overtake each other.
         ctx.wait(apply(delivery, store).instrument(span).into_actor(self));
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
-        tracing::warn!(queue = %self.queue, "status report subscription ended; resubscribing");
+        tracing::warn!(queue = %self.queue.name, "status report subscription ended; resubscribing");
         self.subscribe(ctx);
     }
 }

@@ -60,6 +60,10 @@ impl TaskRecord {
         match update.status {
             TaskStatus::Queued | TaskStatus::Processing => {
                 self.status = update.status;
+                // Between attempts the last attempt's error stays visible.
+                if update.error.is_some() {
+                    self.error = update.error;
+                }
             }
             TaskStatus::Succeeded => {
                 self.status = TaskStatus::Succeeded;

@@ -1,12 +1,13 @@
 //! `POST /api/tasks` and `GET /api/tasks/{id}`.
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use lapin::types::AMQPValue;
 use opentelemetry::trace::{Status, TraceContextExt};
 use serde_json::json;
 use shared::{
     amqp::{Publish, PublishError},
     http::{read_json, ApiError},
-    task::{TaskMessage, TaskRequest},
+    task::{TaskMessage, TaskRequest, ATTEMPT_HEADER},
     TracedSend,
 };
 use tracing::Instrument;
@@ -85,10 +86,9 @@ async fn enqueue(state: &AppState, id: Uuid, request: TaskRequest) -> Result<(),
         .await?;
     let published = state
         .task_publisher
-        .send_traced(Publish {
-            message_id: id.to_string(),
-            payload,
-        })
+        .send_traced(
+            Publish::new(id.to_string(), payload).header(ATTEMPT_HEADER, AMQPValue::LongUInt(1)),
+        )
         .await?;
     if let Err(err) = published {
         state.store.send_traced(RemoveTask(id)).await?;

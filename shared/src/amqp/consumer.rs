@@ -11,8 +11,7 @@ use tracing::{field::Empty, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::{
-    declare_durable_queue, propagation::extract_context, Backoff, Broker, BrokerError,
-    MESSAGING_SYSTEM,
+    propagation::extract_context, Backoff, Broker, BrokerError, QueueSpec, MESSAGING_SYSTEM,
 };
 
 /// Opens a channel with its own prefetch (`basic.qos`, per consumer), declares
@@ -20,7 +19,7 @@ use super::{
 /// channel is returned too, so the caller can close it to stop consuming.
 pub async fn subscribe(
     broker: &Broker,
-    queue: &str,
+    queue: &QueueSpec,
     prefetch: u16,
     consumer_tag: &str,
 ) -> Result<(Channel, Consumer), BrokerError> {
@@ -28,10 +27,10 @@ pub async fn subscribe(
     channel
         .basic_qos(prefetch, BasicQosOptions { global: false })
         .await?;
-    declare_durable_queue(&channel, queue).await?;
+    queue.declare(&channel).await?;
     let consumer = channel
         .basic_consume(
-            queue.into(),
+            queue.name.as_str().into(),
             consumer_tag.into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
@@ -44,7 +43,7 @@ pub async fn subscribe(
 /// succeeds. Failures are logged by the [`Broker`] once per outage.
 pub async fn subscribe_with_retry(
     broker: &Broker,
-    queue: &str,
+    queue: &QueueSpec,
     prefetch: u16,
     consumer_tag: &str,
 ) -> (Channel, Consumer) {
@@ -54,7 +53,7 @@ pub async fn subscribe_with_retry(
             Ok(subscription) => return subscription,
             Err(err) => {
                 let delay = backoff.next_delay();
-                tracing::debug!(error = %err, queue, ?delay, "subscribe failed; retrying");
+                tracing::debug!(error = %err, queue = %queue.name, ?delay, "subscribe failed; retrying");
                 tokio::time::sleep(delay).await;
             }
         }
@@ -91,4 +90,41 @@ pub fn process_span(delivery: &Delivery, queue: &str) -> Span {
         tracing::debug!(error = %err, "consumer span already started; parent not set");
     }
     span
+}
+
+/// An integer header (any AMQP integer type) as `u32`.
+pub fn header_u32(headers: Option<&FieldTable>, key: &str) -> Option<u32> {
+    use lapin::types::AMQPValue::*;
+    let value = headers?.inner().get(key)?;
+    let n: i64 = match value {
+        ShortShortInt(n) => (*n).into(),
+        ShortShortUInt(n) => (*n).into(),
+        ShortInt(n) => (*n).into(),
+        ShortUInt(n) => (*n).into(),
+        LongInt(n) => (*n).into(),
+        LongUInt(n) => (*n).into(),
+        LongLongInt(n) => *n,
+        _ => return None,
+    };
+    u32::try_from(n).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lapin::types::AMQPValue;
+
+    #[test]
+    fn integer_headers_of_any_width_are_read() {
+        let mut headers = FieldTable::default();
+        headers.insert("a".into(), AMQPValue::LongUInt(3));
+        headers.insert("b".into(), AMQPValue::LongLongInt(4));
+        headers.insert("c".into(), AMQPValue::LongString("5".into()));
+        headers.insert("d".into(), AMQPValue::LongLongInt(-1));
+        assert_eq!(header_u32(Some(&headers), "a"), Some(3));
+        assert_eq!(header_u32(Some(&headers), "b"), Some(4));
+        assert_eq!(header_u32(Some(&headers), "c"), None);
+        assert_eq!(header_u32(Some(&headers), "d"), None);
+        assert_eq!(header_u32(None, "a"), None);
+    }
 }

@@ -17,8 +17,8 @@ mod publisher;
 
 pub use backoff::Backoff;
 pub use broker::{Broker, BrokerError};
-pub use consumer::{process_span, subscribe, subscribe_with_retry};
-pub use publisher::{declare_durable_queue, Publish, PublishError, QueuePublisher};
+pub use consumer::{header_u32, process_span, subscribe, subscribe_with_retry};
+pub use publisher::{Publish, PublishError, QueuePublisher, QueueSpec};
 
 /// `messaging.system` for every span of ours that touches the broker.
 pub const MESSAGING_SYSTEM: &str = "rabbitmq";

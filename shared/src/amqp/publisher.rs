@@ -1,11 +1,11 @@
 //! Publishing with broker confirms, one PRODUCER span per message.
 
-use std::time::Duration;
+use std::{collections::HashSet, time::Duration};
 
 use actix::{Actor, ActorFutureExt, Context, Handler, Message, ResponseActFuture, WrapFuture};
 use lapin::{
     options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions},
-    types::FieldTable,
+    types::{AMQPValue, FieldTable, ShortString},
     BasicProperties, Channel,
 };
 use opentelemetry::trace::Status;
@@ -35,56 +35,132 @@ pub enum PublishError {
     Timeout(Duration),
 }
 
-/// Declares `queue` as a durable queue (idempotent; every service that uses
-/// the queue declares it the same way so that whichever starts first wins
-/// nothing).
-pub async fn declare_durable_queue(channel: &Channel, queue: &str) -> Result<(), lapin::Error> {
-    channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map(|_| ())
+/// A durable queue and the arguments it is declared with. Every service that
+/// uses a queue declares it through the same `QueueSpec`, so the arguments
+/// always match (RabbitMQ refuses a redeclaration with other arguments).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueSpec {
+    /// Queue name (the routing key on the default exchange).
+    pub name: String,
+    /// `x-` arguments.
+    pub arguments: FieldTable,
 }
 
-/// Send one message to the publisher's queue; the reply comes once the broker
-/// has confirmed it (or with the reason it was not).
+impl QueueSpec {
+    /// A plain durable queue.
+    pub fn durable(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            arguments: FieldTable::default(),
+        }
+    }
+
+    /// A durable delay queue: nothing consumes it; each message waits out its
+    /// own expiration and is then dead-lettered into `target`. (Used with one
+    /// queue per delay, so that expirations leave in FIFO order.)
+    pub fn delay_into(name: impl Into<String>, target: &str) -> Self {
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString("".into()),
+        );
+        arguments.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(target.into()),
+        );
+        Self {
+            name: name.into(),
+            arguments,
+        }
+    }
+
+    /// Declares the queue (idempotent).
+    pub async fn declare(&self, channel: &Channel) -> Result<(), lapin::Error> {
+        channel
+            .queue_declare(
+                self.name.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                self.arguments.clone(),
+            )
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Send one persistent message; the reply comes once the broker has
+/// confirmed it (or with the reason it was not).
 #[derive(Debug, Clone)]
 pub struct Publish {
     /// Becomes the AMQP `message_id` and `messaging.message.id`.
     pub message_id: String,
     /// The message body (JSON).
     pub payload: Vec<u8>,
+    /// Destination; `None` for the publisher's own queue.
+    pub queue: Option<QueueSpec>,
+    /// Extra headers (the trace context is added to them).
+    pub headers: FieldTable,
+    /// Per-message TTL in milliseconds.
+    pub expiration_ms: Option<u64>,
+}
+
+impl Publish {
+    /// A message for the publisher's own queue.
+    pub fn new(message_id: impl Into<String>, payload: Vec<u8>) -> Self {
+        Self {
+            message_id: message_id.into(),
+            payload,
+            queue: None,
+            headers: FieldTable::default(),
+            expiration_ms: None,
+        }
+    }
+
+    /// Sends it to `queue` instead (declared first if needed).
+    pub fn to(mut self, queue: QueueSpec) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, key: &str, value: AMQPValue) -> Self {
+        self.headers.insert(ShortString::from(key), value);
+        self
+    }
+
+    /// Lets the message expire after `ms` milliseconds.
+    pub fn expiring_after(mut self, ms: u64) -> Self {
+        self.expiration_ms = Some(ms);
+        self
+    }
 }
 
 impl Message for Publish {
     type Result = Result<(), PublishError>;
 }
 
-/// Owns a confirm-mode channel to one durable queue on the default exchange.
+/// Owns a confirm-mode channel and publishes on the default exchange, to its
+/// own durable queue unless a message names another.
 ///
 /// Handles [`Traced<Publish>`]: the handler's span is the PRODUCER span
 /// `send <queue>`, a child of the sender's context, and its context is what
 /// travels in the message headers.
 pub struct QueuePublisher {
     broker: Broker,
-    queue: String,
+    queue: QueueSpec,
     timeout: Duration,
-    channel: Option<Channel>,
+    channel: Option<(Channel, HashSet<String>)>,
 }
 
 impl QueuePublisher {
     /// A publisher to `queue`; a publish that is not confirmed within
     /// `timeout` (connecting included) fails.
-    pub fn new(broker: Broker, queue: impl Into<String>, timeout: Duration) -> Self {
+    pub fn new(broker: Broker, queue: QueueSpec, timeout: Duration) -> Self {
         Self {
             broker,
-            queue: queue.into(),
+            queue,
             timeout,
             channel: None,
         }
@@ -99,9 +175,13 @@ impl Handler<Traced<Publish>> for QueuePublisher {
     type Result = ResponseActFuture<Self, Result<(), PublishError>>;
 
     fn handle(&mut self, msg: Traced<Publish>, _: &mut Self::Context) -> Self::Result {
-        let queue = self.queue.clone();
+        let queue = msg
+            .message()
+            .queue
+            .clone()
+            .unwrap_or_else(|| self.queue.clone());
         let span = producer_span(
-            &queue,
+            &queue.name,
             &msg.message().message_id,
             msg.message().payload.len(),
         );
@@ -109,17 +189,21 @@ impl Handler<Traced<Publish>> for QueuePublisher {
         let cached = self
             .channel
             .clone()
-            .filter(|channel| channel.status().connected());
+            .filter(|(channel, _)| channel.status().connected());
         let broker = self.broker.clone();
         let timeout = self.timeout;
 
         let publish = async move {
-            let channel = match cached {
-                Some(channel) => channel,
-                None => open_channel(&broker, &queue).await?,
+            let (channel, mut declared) = match cached {
+                Some(cached) => cached,
+                None => (open_channel(&broker).await?, HashSet::new()),
             };
-            publish_confirmed(&channel, &queue, &msg).await?;
-            Ok::<_, PublishError>(channel)
+            if !declared.contains(&queue.name) {
+                queue.declare(&channel).await?;
+                declared.insert(queue.name.clone());
+            }
+            publish_confirmed(&channel, &queue.name, msg).await?;
+            Ok::<_, PublishError>((channel, declared))
         };
         let span_for_result = span.clone();
         let publish = async move {
@@ -149,27 +233,29 @@ impl Handler<Traced<Publish>> for QueuePublisher {
     }
 }
 
-async fn open_channel(broker: &Broker, queue: &str) -> Result<Channel, PublishError> {
+async fn open_channel(broker: &Broker) -> Result<Channel, PublishError> {
     let channel = broker.channel().await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
-    declare_durable_queue(&channel, queue).await?;
     Ok(channel)
 }
 
 async fn publish_confirmed(
     channel: &Channel,
     queue: &str,
-    msg: &Publish,
+    msg: Publish,
 ) -> Result<(), PublishError> {
-    let mut headers = FieldTable::default();
+    let mut headers = msg.headers;
     inject_context(&Span::current().context(), &mut headers);
-    let properties = BasicProperties::default()
+    let mut properties = BasicProperties::default()
         .with_delivery_mode(PERSISTENT)
         .with_content_type("application/json".into())
         .with_message_id(msg.message_id.as_str().into())
         .with_headers(headers);
+    if let Some(ms) = msg.expiration_ms {
+        properties = properties.with_expiration(ms.to_string().into());
+    }
     let confirm = channel
         .basic_publish(
             "".into(),

@@ -2,9 +2,14 @@
 //! standard environment, with a fallback for setups written for the Jaeger
 //! agent.
 
-use std::fmt;
+use std::{
+    fmt,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig};
+use opentelemetry_sdk::{error::OTelSdkResult, trace::SpanData, Resource};
 
 use super::TelemetryError;
 
@@ -99,10 +104,110 @@ impl fmt::Display for ExportTarget {
     }
 }
 
+/// How often at most an export failure is logged.
+const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Wraps the OTLP exporter so that a missing or hanging collector costs one
+/// warning a minute (with a count of what failed meanwhile) instead of one
+/// error line per batch, and a recovery is logged once.
+///
+/// Failures are not handed back to the SDK: its only reaction would be to log
+/// each one. Spans of a failed batch are dropped; the SDK's queue
+/// (`OTEL_BSP_MAX_QUEUE_SIZE`) bounds memory while the collector is away.
+#[derive(Debug)]
+pub(super) struct ReportingExporter {
+    inner: SpanExporter,
+    failures: Mutex<FailureLog>,
+}
+
+#[derive(Debug, Default)]
+struct FailureLog {
+    failing: bool,
+    last_logged: Option<Instant>,
+    batches_since: u64,
+    spans_since: u64,
+}
+
+impl FailureLog {
+    /// Records a failed batch; returns what to log now, if anything.
+    fn failed(&mut self, spans: usize, now: Instant) -> Option<(u64, u64)> {
+        self.failing = true;
+        self.batches_since += 1;
+        self.spans_since += spans as u64;
+        let due = self
+            .last_logged
+            .is_none_or(|at| now.duration_since(at) >= FAILURE_LOG_INTERVAL);
+        if !due {
+            return None;
+        }
+        self.last_logged = Some(now);
+        let counts = (self.batches_since, self.spans_since);
+        self.batches_since = 0;
+        self.spans_since = 0;
+        Some(counts)
+    }
+
+    /// Records a success; true when it ends a failure streak.
+    fn succeeded(&mut self) -> bool {
+        let recovered = self.failing;
+        self.failing = false;
+        self.batches_since = 0;
+        self.spans_since = 0;
+        recovered
+    }
+}
+
+impl ReportingExporter {
+    fn new(inner: SpanExporter) -> Self {
+        Self {
+            inner,
+            failures: Mutex::default(),
+        }
+    }
+}
+
+impl opentelemetry_sdk::trace::SpanExporter for ReportingExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let spans = batch.len();
+        let result = self.inner.export(batch).await;
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(()) => {
+                if failures.succeeded() {
+                    tracing::info!("span export to the collector works again");
+                }
+            }
+            Err(err) => {
+                if let Some((batches, spans)) = failures.failed(spans, Instant::now()) {
+                    tracing::warn!(
+                        error = %err,
+                        failed_batches = batches,
+                        dropped_spans = spans,
+                        "span export failed; spans are dropped until the collector is reachable (logged at most once a minute)"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
 /// Builds the span exporter; for gRPC also the runtime it must live on.
 pub(super) fn build(
     target: &ExportTarget,
-) -> Result<(SpanExporter, Option<tokio::runtime::Runtime>), TelemetryError> {
+) -> Result<(ReportingExporter, Option<tokio::runtime::Runtime>), TelemetryError> {
     match target.protocol {
         ExportProtocol::Grpc => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -118,7 +223,7 @@ pub(super) fn build(
             }
             let exporter = builder.build()?;
             drop(_entered);
-            Ok((exporter, Some(runtime)))
+            Ok((ReportingExporter::new(exporter), Some(runtime)))
         }
         ExportProtocol::HttpProtobuf => {
             let mut builder = SpanExporter::builder()
@@ -127,7 +232,7 @@ pub(super) fn build(
             if let Some(endpoint) = &target.endpoint {
                 builder = builder.with_endpoint(endpoint);
             }
-            Ok((builder.build()?, None))
+            Ok((ReportingExporter::new(builder.build()?), None))
         }
     }
 }
@@ -143,6 +248,21 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         ExportTarget::resolve(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn export_failures_are_logged_once_a_minute_with_counts_and_recovery_once() {
+        let start = Instant::now();
+        let mut log = FailureLog::default();
+        assert_eq!(log.failed(10, start), Some((1, 10)));
+        assert_eq!(log.failed(5, start + Duration::from_secs(1)), None);
+        assert_eq!(log.failed(5, start + Duration::from_secs(59)), None);
+        assert_eq!(
+            log.failed(1, start + Duration::from_secs(60)),
+            Some((3, 11))
+        );
+        assert!(log.succeeded());
+        assert!(!log.succeeded());
     }
 
     #[test]

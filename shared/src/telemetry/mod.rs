@@ -166,8 +166,14 @@ fn resource(default_service_name: &str, version: &str) -> Resource {
             v.split(',')
                 .any(|kv| kv.trim().starts_with("service.name="))
         });
+    // Tells apart the processes of one service (e.g. scaled workers); the
+    // environment can still set it.
     let mut builder = Resource::builder_empty()
         .with_attribute(KeyValue::new("service.version", version.to_string()))
+        .with_attribute(KeyValue::new(
+            "service.instance.id",
+            uuid::Uuid::new_v4().to_string(),
+        ))
         .with_detectors(&[
             Box::new(SdkProvidedResourceDetector),
             Box::new(TelemetryResourceDetector),

@@ -3,5 +3,5 @@
 mod task_consumer;
 mod task_executor;
 
-pub use task_consumer::{StopConsuming, TaskConsumer};
+pub use task_consumer::{RetryPolicy, StopConsuming, TaskConsumer, TaskHandling};
 pub use task_executor::{ExecuteTask, TaskExecutor, TaskFailure};

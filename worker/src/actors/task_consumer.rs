@@ -1,10 +1,22 @@
 //! One consumer of the task queue, with its own channel and prefetch.
 //!
 //! For each delivery: a CONSUMER span `process <queue>` continuing the
-//! producer's trace; inside it `process-task`, which reports `processing`,
-//! asks the [`TaskExecutor`] to run the task, reports the outcome, and only
-//! then acknowledges the message. A report the broker does not confirm leaves
-//! the message unacknowledged (requeued), so nothing is lost.
+//! producer's trace; inside it one `process-task` span for this attempt,
+//! which reports `processing`, asks the [`TaskExecutor`] to run the task,
+//! and then, depending on the outcome:
+//! - success: reports `succeeded`;
+//! - a failure with attempts left: reports `queued` and republishes the task
+//!   to the delay queue `<queue>.retry.<n>`, from which the broker hands it
+//!   back after the retry delay (the consumer is not blocked meanwhile);
+//! - the last attempt, or a failure retrying cannot fix: reports `failed` and
+//!   dead-letters the message to `<queue>.dlq` with the reason in headers.
+//!
+//! The delivery is acknowledged only after those publishes were confirmed;
+//! if one is not, the delivery is requeued, so nothing is lost (at least
+//! once, with idempotent status updates). Poison messages (not a task) go
+//! straight to the dead-letter queue.
+
+use std::time::Duration;
 
 use actix::{
     Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message,
@@ -13,49 +25,76 @@ use actix::{
 use lapin::{
     message::Delivery,
     options::{BasicAckOptions, BasicNackOptions},
+    types::AMQPValue,
     Channel,
 };
-use opentelemetry::trace::Status;
+use opentelemetry::{trace::Status, KeyValue};
 use shared::{
-    amqp::{process_span, subscribe_with_retry, Broker, Publish, PublishError, QueuePublisher},
-    task::{StatusUpdate, TaskMessage, TaskStatus},
+    amqp::{
+        header_u32, process_span, subscribe_with_retry, Broker, Publish, PublishError,
+        QueuePublisher,
+    },
+    task::{StatusUpdate, TaskMessage, TaskQueues, TaskStatus, ATTEMPT_HEADER},
     TracedSend,
 };
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::{ExecuteTask, TaskExecutor};
+use super::{ExecuteTask, TaskExecutor, TaskFailure};
+
+/// How often and how patiently a failing task is retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all, including the first.
+    pub max_attempts: u32,
+    /// Delay before the second attempt; it doubles for each further one.
+    pub base_delay: Duration,
+}
+
+impl RetryPolicy {
+    /// Longest delay between two attempts, however many there are.
+    const MAX_DELAY: Duration = Duration::from_secs(3600);
+
+    /// The wait before attempt `next_attempt` (2 or more).
+    pub fn delay_before(&self, next_attempt: u32) -> Duration {
+        let doublings = next_attempt.saturating_sub(2).min(20);
+        (self.base_delay * 2u32.pow(doublings)).min(Self::MAX_DELAY)
+    }
+}
+
+/// What every consumer actor needs to handle a task.
+#[derive(Clone)]
+pub struct TaskHandling {
+    /// Runs tasks.
+    pub executor: Addr<TaskExecutor>,
+    /// Publishes status reports to the results queue.
+    pub reporter: Addr<QueuePublisher>,
+    /// Publishes to the retry and dead-letter queues.
+    pub requeuer: Addr<QueuePublisher>,
+    /// The task queue and the queues around it.
+    pub queues: TaskQueues,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+}
 
 /// The consumer actor.
 pub struct TaskConsumer {
     tag: String,
     broker: Broker,
-    queue: String,
     prefetch: u16,
-    executor: Addr<TaskExecutor>,
-    reporter: Addr<QueuePublisher>,
+    handling: TaskHandling,
     channel: Option<Channel>,
     stopping: bool,
 }
 
 impl TaskConsumer {
-    /// Consumer number `index` of `queue`, running tasks on `executor` and
-    /// reporting through `reporter`.
-    pub fn new(
-        index: usize,
-        broker: Broker,
-        queue: String,
-        prefetch: u16,
-        executor: Addr<TaskExecutor>,
-        reporter: Addr<QueuePublisher>,
-    ) -> Self {
+    /// Consumer number `index`.
+    pub fn new(index: usize, broker: Broker, prefetch: u16, handling: TaskHandling) -> Self {
         Self {
             tag: format!("worker-{}-{index}", std::process::id()),
             broker,
-            queue,
             prefetch,
-            executor,
-            reporter,
+            handling,
             channel: None,
             stopping: false,
         }
@@ -63,13 +102,13 @@ impl TaskConsumer {
 
     fn subscribe(&self, ctx: &mut Context<Self>) {
         let broker = self.broker.clone();
-        let queue = self.queue.clone();
+        let queue = self.handling.queues.tasks();
         let (prefetch, tag) = (self.prefetch, self.tag.clone());
         ctx.wait(
             async move { subscribe_with_retry(&broker, &queue, prefetch, &tag).await }
                 .into_actor(self)
                 .map(|(channel, consumer), act, ctx| {
-                    tracing::info!(consumer = %act.tag, queue = %act.queue, "consuming tasks");
+                    tracing::info!(consumer = %act.tag, "consuming tasks");
                     act.channel = Some(channel);
                     ctx.add_stream(consumer);
                 }),
@@ -90,14 +129,14 @@ impl StreamHandler<lapin::Result<Delivery>> for TaskConsumer {
         let delivery = match item {
             Ok(delivery) => delivery,
             Err(err) => {
-                tracing::warn!(consumer = %self.tag, error = %err, "task stream error");
+                tracing::debug!(consumer = %self.tag, error = %err, "task stream error");
                 return;
             }
         };
-        let span = process_span(&delivery, &self.queue);
-        let work = process(delivery, self.executor.clone(), self.reporter.clone());
+        let span = process_span(&delivery, &self.handling.queues.tasks().name);
+        let work = process(delivery, self.handling.clone());
         // `wait`: this actor takes its next message (or StopConsuming) only
-        // after the current task is acknowledged.
+        // after the current task is settled.
         ctx.wait(work.instrument(span).into_actor(self));
     }
 
@@ -112,8 +151,8 @@ impl StreamHandler<lapin::Result<Delivery>> for TaskConsumer {
     }
 }
 
-/// Stop taking tasks: answered once the task in hand (if any) is finished and
-/// acknowledged, then the channel is closed and the actor stops.
+/// Stop taking tasks: answered once the task in hand (if any) is settled,
+/// then the channel is closed and the actor stops.
 pub struct StopConsuming;
 
 impl Message for StopConsuming {
@@ -142,123 +181,191 @@ impl Handler<StopConsuming> for TaskConsumer {
     }
 }
 
-async fn process(delivery: Delivery, executor: Addr<TaskExecutor>, reporter: Addr<QueuePublisher>) {
-    let consumer_span = tracing::Span::current();
-    let task: TaskMessage = match serde_json::from_slice(&delivery.data) {
-        Ok(task) => task,
-        Err(err) => {
-            consumer_span.set_status(Status::error(format!("not a task message: {err}")));
-            tracing::error!(error = %err, "discarding a message that is not a task");
-            ack(&delivery).await;
-            return;
-        }
-    };
-    consumer_span.set_attribute("task.id", task.id.to_string());
-    let attempt = 1;
-    let span = tracing::info_span!(
-        "process-task",
-        task.id = %task.id,
-        task.type = %task.kind,
-        task.attempt = attempt,
-    );
-    async move {
-        let span = tracing::Span::current();
-        let id = task.id;
-        if let Err(err) = report(&reporter, StatusUpdate {
-            id,
-            status: TaskStatus::Processing,
-            attempt,
-            result: None,
-            error: None,
-        })
-        .await
-        {
-            span.set_status(Status::error(err.to_string()));
-            tracing::warn!(task.id = %id, error = %err, "cannot report progress; requeueing the task");
-            requeue(&delivery).await;
-            return;
-        }
-
-        let update = match executor.send_traced(ExecuteTask(task)).await {
-            Ok(Ok(result)) => StatusUpdate {
-                id,
-                status: TaskStatus::Succeeded,
-                attempt,
-                result: Some(result),
-                error: None,
-            },
-            Ok(Err(failure)) => {
-                span.set_status(Status::error(failure.to_string()));
-                tracing::warn!(task.id = %id, error = %failure, "task failed");
-                StatusUpdate {
-                    id,
-                    status: TaskStatus::Failed,
-                    attempt,
-                    result: None,
-                    error: Some(failure.to_string()),
-                }
-            }
-            Err(err) => {
-                tracing::error!(task.id = %id, error = %err, "executor unavailable; requeueing");
-                requeue(&delivery).await;
-                return;
-            }
-        };
-        let status = update.status;
-        match report(&reporter, update).await {
-            Ok(()) => {
-                ack(&delivery).await;
-                tracing::info!(task.id = %id, status = status.as_str(), "task done");
-            }
-            Err(err) => {
-                span.set_status(Status::error(err.to_string()));
-                tracing::warn!(task.id = %id, error = %err, "result not confirmed; requeueing the task");
-                requeue(&delivery).await;
-            }
-        }
-    }
-    .instrument(span)
-    .await
-}
-
+/// Why a delivery goes back to the queue instead of being acknowledged.
 #[derive(Debug, thiserror::Error)]
-enum ReportError {
-    #[error(transparent)]
+enum Unsettled {
+    #[error("a message was not confirmed by the broker: {0}")]
     NotConfirmed(#[from] PublishError),
-    #[error("reporter unavailable: {0}")]
+    #[error("an actor is unavailable: {0}")]
     Mailbox(#[from] actix::MailboxError),
-    #[error("encoding the report: {0}")]
+    #[error("encoding a message: {0}")]
     Encode(#[from] serde_json::Error),
 }
 
-async fn report(reporter: &Addr<QueuePublisher>, update: StatusUpdate) -> Result<(), ReportError> {
+async fn process(delivery: Delivery, handling: TaskHandling) {
+    let consumer_span = tracing::Span::current();
+    let attempt = header_u32(delivery.properties.headers().as_ref(), ATTEMPT_HEADER)
+        .unwrap_or(1)
+        .max(1);
+    let outcome = match TaskMessage::decode(&delivery.data) {
+        Ok(task) => {
+            consumer_span.set_attribute("task.id", task.id.to_string());
+            let span = tracing::info_span!(
+                "process-task",
+                task.id = %task.id,
+                task.type = %task.kind,
+                task.attempt = attempt,
+            );
+            attempt_task(&delivery, task, attempt, &handling)
+                .instrument(span)
+                .await
+        }
+        Err(reason) => {
+            consumer_span.set_status(Status::error(format!("poison message: {reason}")));
+            consumer_span.set_attribute("error.type", "poison_message");
+            tracing::error!(%reason, "poison message; moving it to the dead-letter queue");
+            dead_letter(&delivery, &handling, "poison", &reason, attempt).await
+        }
+    };
+    match outcome {
+        Ok(()) => {
+            if let Err(err) = delivery.acker.ack(BasicAckOptions::default()).await {
+                tracing::warn!(error = %err, "ack failed; the broker will redeliver");
+            }
+        }
+        Err(err) => {
+            consumer_span.set_status(Status::error(err.to_string()));
+            tracing::warn!(error = %err, "requeueing the task");
+            let requeue = BasicNackOptions {
+                requeue: true,
+                ..BasicNackOptions::default()
+            };
+            if let Err(err) = delivery.acker.nack(requeue).await {
+                tracing::debug!(error = %err, "nack failed; the broker will redeliver");
+            }
+        }
+    }
+}
+
+/// One attempt, inside its `process-task` span. `Ok` means the delivery can
+/// be acknowledged: everything that had to be published was confirmed.
+async fn attempt_task(
+    delivery: &Delivery,
+    task: TaskMessage,
+    attempt: u32,
+    handling: &TaskHandling,
+) -> Result<(), Unsettled> {
+    let span = tracing::Span::current();
+    let id = task.id;
+    let report = |status, result, error| StatusUpdate {
+        id,
+        status,
+        attempt,
+        result,
+        error,
+    };
+    send_report(handling, report(TaskStatus::Processing, None, None)).await?;
+
+    let failure = match handling
+        .executor
+        .send_traced(ExecuteTask { task, attempt })
+        .await?
+    {
+        Ok(result) => {
+            send_report(handling, report(TaskStatus::Succeeded, Some(result), None)).await?;
+            tracing::info!(task.id = %id, attempt, "task succeeded");
+            return Ok(());
+        }
+        Err(failure) => failure,
+    };
+
+    span.set_status(Status::error(failure.to_string()));
+    span.add_event(
+        "exception",
+        vec![
+            KeyValue::new("exception.type", failure.kind()),
+            KeyValue::new("exception.message", failure.to_string()),
+        ],
+    );
+    let error = Some(failure.to_string());
+    if failure.is_retryable() && attempt < handling.retry.max_attempts {
+        let next = attempt + 1;
+        let delay = handling.retry.delay_before(next);
+        span.add_event(
+            "retry-attempt",
+            vec![
+                KeyValue::new("attempt", i64::from(next)),
+                KeyValue::new("delay_ms", delay.as_millis() as i64),
+            ],
+        );
+        tracing::warn!(task.id = %id, attempt, error = %failure, ?delay, "attempt failed; retrying");
+        send_report(handling, report(TaskStatus::Queued, None, error)).await?;
+        handling
+            .requeuer
+            .send_traced(
+                Publish::new(id.to_string(), delivery.data.clone())
+                    .to(handling.queues.retry(next))
+                    .header(ATTEMPT_HEADER, AMQPValue::LongUInt(next))
+                    .expiring_after(delay.as_millis() as u64),
+            )
+            .await??;
+        Ok(())
+    } else {
+        tracing::error!(task.id = %id, attempt, error = %failure, "task failed for good; dead-lettering it");
+        send_report(handling, report(TaskStatus::Failed, None, error)).await?;
+        let kind = match failure {
+            TaskFailure::Invalid(_) => "invalid-payload",
+            _ => "max-attempts",
+        };
+        dead_letter(delivery, handling, kind, &failure.to_string(), attempt).await
+    }
+}
+
+async fn send_report(handling: &TaskHandling, update: StatusUpdate) -> Result<(), Unsettled> {
     let payload = serde_json::to_vec(&update)?;
-    reporter
-        .send_traced(Publish {
-            message_id: format!(
-                "{}-{}-{}",
-                update.id,
-                update.attempt,
-                update.status.as_str()
-            ),
-            payload,
-        })
+    let message_id = format!(
+        "{}-{}-{}",
+        update.id,
+        update.attempt,
+        update.status.as_str()
+    );
+    handling
+        .reporter
+        .send_traced(Publish::new(message_id, payload))
         .await??;
     Ok(())
 }
 
-async fn ack(delivery: &Delivery) {
-    if let Err(err) = delivery.acker.ack(BasicAckOptions::default()).await {
-        tracing::warn!(error = %err, "ack failed; the broker will redeliver");
-    }
+/// Copies the delivery to `<queue>.dlq` with why it is there.
+async fn dead_letter(
+    delivery: &Delivery,
+    handling: &TaskHandling,
+    kind: &str,
+    reason: &str,
+    attempts: u32,
+) -> Result<(), Unsettled> {
+    let message_id = delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|id| id.to_string())
+        .unwrap_or_else(|| format!("dead-letter-{}", uuid::Uuid::new_v4()));
+    let message = Publish::new(message_id, delivery.data.clone())
+        .to(handling.queues.dead_letters())
+        .header("x-failure-kind", AMQPValue::LongString(kind.into()))
+        .header("x-failure-reason", AMQPValue::LongString(reason.into()))
+        .header("x-attempts", AMQPValue::LongUInt(attempts))
+        .header(
+            "x-original-queue",
+            AMQPValue::LongString(handling.queues.tasks().name.into()),
+        );
+    handling.requeuer.send_traced(message).await??;
+    Ok(())
 }
 
-async fn requeue(delivery: &Delivery) {
-    let options = BasicNackOptions {
-        requeue: true,
-        ..BasicNackOptions::default()
-    };
-    if let Err(err) = delivery.acker.nack(options).await {
-        tracing::warn!(error = %err, "nack failed; the broker will redeliver");
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_double_per_attempt_and_are_capped() {
+        let policy = RetryPolicy {
+            max_attempts: 30,
+            base_delay: Duration::from_millis(1000),
+        };
+        assert_eq!(policy.delay_before(2), Duration::from_millis(1000));
+        assert_eq!(policy.delay_before(3), Duration::from_millis(2000));
+        assert_eq!(policy.delay_before(4), Duration::from_millis(4000));
+        assert_eq!(policy.delay_before(30), RetryPolicy::MAX_DELAY);
     }
 }

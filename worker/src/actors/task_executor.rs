@@ -4,7 +4,7 @@
 use actix::{Actor, Context, Handler, Message, ResponseFuture};
 use serde_json::Value;
 use shared::{
-    task::{InvalidTask, TaskMessage, TaskSpec},
+    task::{injected_failures, InvalidTask, TaskMessage, TaskSpec},
     Traced,
 };
 use tracing::Instrument;
@@ -15,16 +15,47 @@ use crate::execute::{hash_result, sleep_result};
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TaskFailure {
     /// The payload does not fit the type (the backend validates, so only a
-    /// hand-made message gets here).
+    /// hand-made message gets here). Retrying cannot help.
     #[error("{0}")]
     Invalid(#[from] InvalidTask),
+    /// `payload.fail_times` asked for this attempt to fail.
+    #[error(
+        "injected failure: attempt {attempt} of the first {fail_times} fails (payload.fail_times)"
+    )]
+    Injected {
+        /// This attempt.
+        attempt: u32,
+        /// How many first attempts fail.
+        fail_times: u32,
+    },
     /// The blocking pool dropped the job (only during shutdown).
     #[error("the task was cancelled: {0}")]
     Cancelled(String),
 }
 
-/// Run one task and return its result.
-pub struct ExecuteTask(pub TaskMessage);
+impl TaskFailure {
+    /// Whether another attempt could succeed.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, Self::Invalid(_))
+    }
+
+    /// `exception.type` for the span.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "InvalidPayload",
+            Self::Injected { .. } => "InjectedFailure",
+            Self::Cancelled(_) => "Cancelled",
+        }
+    }
+}
+
+/// Run attempt `attempt` (1-based) of a task and return its result.
+pub struct ExecuteTask {
+    /// The task.
+    pub task: TaskMessage,
+    /// Which attempt this is.
+    pub attempt: u32,
+}
 
 impl Message for ExecuteTask {
     type Result = Result<Value, TaskFailure>;
@@ -42,19 +73,28 @@ impl Handler<Traced<ExecuteTask>> for TaskExecutor {
     type Result = ResponseFuture<Result<Value, TaskFailure>>;
 
     fn handle(&mut self, msg: Traced<ExecuteTask>, _: &mut Self::Context) -> Self::Result {
-        let task = &msg.message().0;
+        let task = &msg.message().task;
         let span = tracing::info_span!(
             "execute-task",
             task.id = %task.id,
             task.type = %task.kind,
+            task.attempt = msg.message().attempt,
         );
-        let (ExecuteTask(task), span) = msg.into_parts(span);
-        Box::pin(async move { run(task).await }.instrument(span))
+        let (ExecuteTask { task, attempt }, span) = msg.into_parts(span);
+        Box::pin(async move { run(task, attempt).await }.instrument(span))
     }
 }
 
-async fn run(task: TaskMessage) -> Result<Value, TaskFailure> {
-    match TaskSpec::parse(task.kind, &task.payload)? {
+async fn run(task: TaskMessage, attempt: u32) -> Result<Value, TaskFailure> {
+    let spec = TaskSpec::parse(task.kind, &task.payload)?;
+    let fail_times = injected_failures(&task.payload)?;
+    if attempt <= fail_times {
+        return Err(TaskFailure::Injected {
+            attempt,
+            fail_times,
+        });
+    }
+    match spec {
         TaskSpec::Echo(payload) => Ok(payload),
         TaskSpec::Sleep { ms } => {
             actix::clock::sleep(std::time::Duration::from_millis(ms)).await;
