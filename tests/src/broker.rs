@@ -41,6 +41,26 @@ impl TestVhost {
         rabbitmqctl(&["close_all_connections", "-p", &self.name, reason]);
     }
 
+    /// Takes `guest`'s access to this vhost away: new connections are
+    /// refused. With [`close_all_connections`](Self::close_all_connections)
+    /// this is a broker outage scoped to the test.
+    pub fn revoke_access(&self) {
+        rabbitmqctl(&["clear_permissions", "-p", &self.name, "guest"]);
+    }
+
+    /// Gives `guest` its access back.
+    pub fn grant_access(&self) {
+        rabbitmqctl(&[
+            "set_permissions",
+            "-p",
+            &self.name,
+            "guest",
+            ".*",
+            ".*",
+            ".*",
+        ]);
+    }
+
     /// Messages ready in `queue` of this vhost.
     pub fn queue_depth(&self, queue: &str) -> Option<u64> {
         let output = Command::new("rabbitmqctl")
@@ -74,4 +94,83 @@ fn rabbitmqctl(args: &[&str]) {
         "rabbitmqctl {args:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// A direct AMQP client for tests: publish raw messages, read queues.
+pub mod client {
+    use lapin::{
+        options::{BasicGetOptions, BasicPublishOptions},
+        types::{AMQPValue, FieldTable},
+        BasicProperties, Connection, ConnectionProperties,
+    };
+
+    /// A message read back from a queue.
+    #[derive(Debug, Clone)]
+    pub struct Received {
+        /// Body.
+        pub body: Vec<u8>,
+        /// Headers, string values as text, integers formatted.
+        pub headers: std::collections::HashMap<String, String>,
+    }
+
+    /// Publishes `body` to `queue` on the default exchange, as a producer
+    /// outside the platform would.
+    pub async fn publish_raw(amqp_url: &str, queue: &str, body: &[u8]) {
+        let connection = Connection::connect(amqp_url, ConnectionProperties::default())
+            .await
+            .expect("connect");
+        let channel = connection.create_channel().await.expect("channel");
+        channel
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                body,
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+        let _ = connection.close(200, "done".into()).await;
+    }
+
+    /// Takes every message currently in `queue` (acknowledging them).
+    pub async fn drain(amqp_url: &str, queue: &str) -> Vec<Received> {
+        let connection = Connection::connect(amqp_url, ConnectionProperties::default())
+            .await
+            .expect("connect");
+        let channel = connection.create_channel().await.expect("channel");
+        let mut out = Vec::new();
+        while let Ok(Some(message)) = channel
+            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+            .await
+        {
+            let headers = message
+                .delivery
+                .properties
+                .headers()
+                .clone()
+                .unwrap_or_else(FieldTable::default);
+            out.push(Received {
+                body: message.delivery.data.clone(),
+                headers: headers
+                    .inner()
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            AMQPValue::LongString(s) => s.to_string(),
+                            AMQPValue::ShortString(s) => s.to_string(),
+                            AMQPValue::LongUInt(n) => n.to_string(),
+                            AMQPValue::LongLongInt(n) => n.to_string(),
+                            other => format!("{other:?}"),
+                        };
+                        (k.to_string(), v)
+                    })
+                    .collect(),
+            });
+        }
+        let _ = connection.close(200, "done".into()).await;
+        out
+    }
 }

@@ -80,6 +80,10 @@ pub struct ReceivedSpan {
     pub events: Vec<ReceivedEvent>,
     /// 0 unset, 1 ok, 2 error.
     pub status_code: i32,
+    /// Start, nanoseconds since the Unix epoch.
+    pub start_ns: u64,
+    /// End, nanoseconds since the Unix epoch.
+    pub end_ns: u64,
     /// Status message.
     pub status_message: String,
 }
@@ -88,6 +92,11 @@ impl ReceivedSpan {
     /// An attribute's value, if present.
     pub fn attr(&self, key: &str) -> Option<&str> {
         self.attributes.get(key).map(String::as_str)
+    }
+
+    /// The first event named `name`.
+    pub fn event(&self, name: &str) -> Option<&ReceivedEvent> {
+        self.events.iter().find(|e| e.name == name)
     }
 
     /// Whether the span's status is ERROR.
@@ -289,6 +298,8 @@ fn flatten(request: ExportTraceServiceRequest) -> Vec<ReceivedSpan> {
                         })
                         .collect(),
                     status_code: status.code,
+                    start_ns: span.start_time_unix_nano,
+                    end_ns: span.end_time_unix_nano,
                     status_message: status.message,
                 });
             }

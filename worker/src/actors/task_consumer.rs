@@ -103,15 +103,23 @@ impl TaskConsumer {
     fn subscribe(&self, ctx: &mut Context<Self>) {
         let broker = self.broker.clone();
         let queue = self.handling.queues.tasks();
+        let dead_letters = self.handling.queues.dead_letters();
         let (prefetch, tag) = (self.prefetch, self.tag.clone());
         ctx.wait(
-            async move { subscribe_with_retry(&broker, &queue, prefetch, &tag).await }
-                .into_actor(self)
-                .map(|(channel, consumer), act, ctx| {
-                    tracing::info!(consumer = %act.tag, "consuming tasks");
-                    act.channel = Some(channel);
-                    ctx.add_stream(consumer);
-                }),
+            async move {
+                let subscription = subscribe_with_retry(&broker, &queue, prefetch, &tag).await;
+                // Declared up front so operators see (and can alert on) it.
+                if let Err(err) = dead_letters.declare(&subscription.0).await {
+                    tracing::warn!(error = %err, "declaring the dead-letter queue failed");
+                }
+                subscription
+            }
+            .into_actor(self)
+            .map(|(channel, consumer), act, ctx| {
+                tracing::info!(consumer = %act.tag, "consuming tasks");
+                act.channel = Some(channel);
+                ctx.add_stream(consumer);
+            }),
         );
     }
 }
