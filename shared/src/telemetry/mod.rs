@@ -121,7 +121,7 @@ pub fn init(default_service_name: &str, version: &str) -> Result<TelemetryGuard,
     let tracer = provider.tracer(service_name.clone());
     // RUST_LOG filters the log output only: a registry-wide filter would also
     // drop spans before the OpenTelemetry layer sees them.
-    let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let log_filter = log_filter();
     let subscriber = tracing_subscriber::registry()
         .with(
             tracing_opentelemetry::layer()
@@ -149,6 +149,25 @@ pub fn init(default_service_name: &str, version: &str) -> Result<TelemetryGuard,
     Ok(TelemetryGuard {
         provider: Some(provider),
         runtime,
+    })
+}
+
+/// `RUST_LOG` (default `info`). lapin logs every failed reconnect attempt as
+/// an error; the `Broker` already logs each connection state change once, so
+/// lapin is silenced unless `RUST_LOG` names it.
+fn log_filter() -> EnvFilter {
+    let directives = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "info".to_string());
+    let directives = if directives.contains("lapin") {
+        directives
+    } else {
+        format!("{directives},lapin=off")
+    };
+    EnvFilter::try_new(&directives).unwrap_or_else(|err| {
+        eprintln!("RUST_LOG={directives:?} is invalid ({err}); using info");
+        EnvFilter::new("info,lapin=off")
     })
 }
 

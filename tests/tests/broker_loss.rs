@@ -1,0 +1,164 @@
+//! RabbitMQ going away, and a worker killed mid-task: services reconnect by
+//! themselves, answer 503 meanwhile, and every accepted task completes.
+
+use std::time::{Duration, Instant};
+
+use e2e_tests::{Platform, PlatformOptions};
+use serde_json::{json, Value};
+
+async fn post(platform: &Platform, task: Value) -> reqwest::Response {
+    platform
+        .http
+        .post(platform.url("/api/tasks"))
+        .json(&task)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn status_of(http: &reqwest::Client, url: String) -> u16 {
+    http.get(url).send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_a_broker_outage_posts_get_503_readiness_drops_and_everything_recovers() {
+    let platform = Platform::start_with(
+        "broker-outage",
+        PlatformOptions {
+            worker_concurrency: 1,
+            ..PlatformOptions::default()
+        },
+    )
+    .await;
+    // Work accepted before the outage: more than the single consumer can
+    // finish before it starts.
+    let mut accepted = Vec::new();
+    for _ in 0..4 {
+        let response = post(&platform, json!({"type": "sleep", "payload": {"ms": 300}})).await;
+        assert_eq!(response.status(), 202);
+        let body: Value = response.json().await.unwrap();
+        accepted.push(body["id"].as_str().unwrap().to_string());
+    }
+
+    platform.vhost.revoke_access();
+    platform.vhost.close_all_connections("e2e: simulated broker outage");
+
+    // Readiness drops, liveness stays.
+    let http = &platform.http;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let backend = status_of(http, format!("{}/ready", platform.backend.url())).await;
+        let worker = status_of(http, format!("{}/ready", platform.worker.url())).await;
+        if backend == 503 && worker == 503 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ready: backend {backend}, worker {worker}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for service in [&platform.backend, &platform.worker, &platform.gateway] {
+        assert_eq!(status_of(http, format!("{}/health", service.url())).await, 200);
+    }
+    for _ in 0..3 {
+        let started = Instant::now();
+        let response = post(&platform, json!({"type": "echo", "payload": {}})).await;
+        assert_eq!(response.status(), 503, "never a 202 while the broker is away");
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "broker_unavailable");
+    }
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    platform.vhost.grant_access();
+
+    // Everyone reconnects by themselves...
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let backend = status_of(http, format!("{}/ready", platform.backend.url())).await;
+        let worker = status_of(http, format!("{}/ready", platform.worker.url())).await;
+        if backend == 200 && worker == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not ready again: backend {backend}, worker {worker}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ...the tasks accepted before the outage complete...
+    for id in &accepted {
+        let task = platform.wait_for_task(id, Duration::from_secs(30)).await;
+        assert_eq!(task["status"], "succeeded", "{task}");
+    }
+    // ...and new work flows.
+    let response = post(&platform, json!({"type": "echo", "payload": {"after": "outage"}})).await;
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.unwrap();
+    let task = platform
+        .wait_for_task(body["id"].as_str().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(task["status"], "succeeded");
+
+    // State changes are logged once per outage, not once per message.
+    for service in [&platform.backend, &platform.worker] {
+        let logs = service.logs();
+        let unreachable = logs.matches("message broker unreachable").count();
+        let lost = logs.matches("lost the connection to the message broker").count();
+        assert!(unreachable <= 1, "{unreachable} 'unreachable' lines:\n{logs}");
+        assert!(lost <= 1, "{lost} 'lost' lines:\n{logs}");
+        assert!(
+            logs.matches("connected to the message broker").count() >= 2,
+            "reconnection not logged:\n{logs}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_task_loses_nothing_its_tasks_are_redelivered() {
+    let mut platform = Platform::start_with(
+        "worker-kill",
+        PlatformOptions {
+            worker_concurrency: 3,
+            ..PlatformOptions::default()
+        },
+    )
+    .await;
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let response = post(&platform, json!({"type": "sleep", "payload": {"ms": 1000}})).await;
+        assert_eq!(response.status(), 202);
+        let body: Value = response.json().await.unwrap();
+        ids.push(body["id"].as_str().unwrap().to_string());
+    }
+    // Wait until the worker holds some of them unacknowledged.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let task: Value = platform
+            .http
+            .get(platform.url(&format!("/api/tasks/{}", ids[0])))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if task["status"] == "processing" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{task}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    platform.worker.kill();
+
+    let _replacement = platform.spawn_worker(&[]).await;
+    for id in &ids {
+        let task = platform.wait_for_task(id, Duration::from_secs(30)).await;
+        assert_eq!(task["status"], "succeeded", "{task}");
+    }
+    // The replacement saw at least one message again.
+    let redelivered = platform
+        .collector
+        .spans()
+        .into_iter()
+        .filter(|s| s.name == "process task_queue")
+        .filter(|s| s.attr("messaging.message.redelivered") == Some("true"))
+        .count();
+    assert!(redelivered >= 1, "no redelivered message was processed");
+    assert_eq!(platform.vhost.queue_depth("task_queue"), Some(0));
+}
