@@ -41,7 +41,9 @@ async fn during_a_broker_outage_posts_get_503_readiness_drops_and_everything_rec
     }
 
     platform.vhost.revoke_access();
-    platform.vhost.close_all_connections("e2e: simulated broker outage");
+    platform
+        .vhost
+        .close_all_connections("e2e: simulated broker outage");
 
     // Readiness drops, liveness stays.
     let http = &platform.http;
@@ -52,17 +54,31 @@ async fn during_a_broker_outage_posts_get_503_readiness_drops_and_everything_rec
         if backend == 503 && worker == 503 {
             break;
         }
-        assert!(Instant::now() < deadline, "ready: backend {backend}, worker {worker}");
+        assert!(
+            Instant::now() < deadline,
+            "ready: backend {backend}, worker {worker}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for service in [&platform.backend, &platform.worker, &platform.gateway] {
-        assert_eq!(status_of(http, format!("{}/health", service.url())).await, 200);
+        assert_eq!(
+            status_of(http, format!("{}/health", service.url())).await,
+            200
+        );
     }
     for _ in 0..3 {
         let started = Instant::now();
         let response = post(&platform, json!({"type": "echo", "payload": {}})).await;
-        assert_eq!(response.status(), 503, "never a 202 while the broker is away");
-        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert_eq!(
+            response.status(),
+            503,
+            "never a 202 while the broker is away"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"]["code"], "broker_unavailable");
     }
@@ -78,7 +94,10 @@ async fn during_a_broker_outage_posts_get_503_readiness_drops_and_everything_rec
         if backend == 200 && worker == 200 {
             break;
         }
-        assert!(Instant::now() < deadline, "not ready again: backend {backend}, worker {worker}");
+        assert!(
+            Instant::now() < deadline,
+            "not ready again: backend {backend}, worker {worker}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // ...the tasks accepted before the outage complete...
@@ -87,7 +106,11 @@ async fn during_a_broker_outage_posts_get_503_readiness_drops_and_everything_rec
         assert_eq!(task["status"], "succeeded", "{task}");
     }
     // ...and new work flows.
-    let response = post(&platform, json!({"type": "echo", "payload": {"after": "outage"}})).await;
+    let response = post(
+        &platform,
+        json!({"type": "echo", "payload": {"after": "outage"}}),
+    )
+    .await;
     assert_eq!(response.status(), 202);
     let body: Value = response.json().await.unwrap();
     let task = platform
@@ -99,8 +122,13 @@ async fn during_a_broker_outage_posts_get_503_readiness_drops_and_everything_rec
     for service in [&platform.backend, &platform.worker] {
         let logs = service.logs();
         let unreachable = logs.matches("message broker unreachable").count();
-        let lost = logs.matches("lost the connection to the message broker").count();
-        assert!(unreachable <= 1, "{unreachable} 'unreachable' lines:\n{logs}");
+        let lost = logs
+            .matches("lost the connection to the message broker")
+            .count();
+        assert!(
+            unreachable <= 1,
+            "{unreachable} 'unreachable' lines:\n{logs}"
+        );
         assert!(lost <= 1, "{lost} 'lost' lines:\n{logs}");
         assert!(
             logs.matches("connected to the message broker").count() >= 2,

@@ -89,3 +89,59 @@ async fn sigterm_to_the_backend_right_after_a_202_exits_promptly_and_exports_the
     let create = trace.find("backend-service", "create-task");
     assert_eq!(create.attr("task.id"), accepted["id"].as_str());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_outlasting_the_shutdown_timeout_is_left_unacknowledged_and_redelivered() {
+    let mut platform = Platform::start_with(
+        "worker-shutdown-timeout",
+        e2e_tests::PlatformOptions {
+            service_env: vec![(
+                e2e_tests::Service::Worker,
+                "SHUTDOWN_TIMEOUT_MS".into(),
+                "300".into(),
+            )],
+            worker_concurrency: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    let accepted = post_task(&platform, json!({"type": "sleep", "payload": {"ms": 4000}})).await;
+    let id = accepted["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let task: Value = platform
+            .http
+            .get(platform.url(&format!("/api/tasks/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if task["status"] == "processing" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never processing: {task}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stopped_at = Instant::now();
+    platform.worker.terminate();
+    let status = platform
+        .worker
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .expect("worker gives up on the task and exits");
+    assert!(status.success(), "{status}");
+    assert!(
+        stopped_at.elapsed() < Duration::from_millis(3500),
+        "did not wait for the 4 s task: {:?}",
+        stopped_at.elapsed()
+    );
+    assert!(platform.worker.logs().contains("did not finish in time"));
+
+    // The broker kept the message: another worker completes it.
+    let _replacement = platform.spawn_worker(&[]).await;
+    let task = platform.wait_for_task(&id, Duration::from_secs(30)).await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    assert_eq!(task["result"], json!({"slept_ms": 4000}));
+}

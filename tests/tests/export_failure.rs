@@ -1,0 +1,133 @@
+//! A collector that is down or hangs must not slow requests down, grow
+//! memory without bound, or flood the log.
+
+use std::time::{Duration, Instant};
+
+use e2e_tests::{platform::bin_dir, OtlpCollector, Service, ServiceProcess};
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// Sends `count` catalog requests one after another; returns the slowest.
+async fn hammer(product: &ServiceProcess, count: usize) -> Duration {
+    let http = reqwest::Client::new();
+    let mut slowest = Duration::ZERO;
+    for i in 0..count {
+        let started = Instant::now();
+        let response = http
+            .get(format!("{}/api/products/{}", product.url(), i % 24 + 1))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        slowest = slowest.max(started.elapsed());
+    }
+    slowest
+}
+
+async fn start_product(label: &str, endpoint: &str, extra: &[(&str, &str)]) -> ServiceProcess {
+    let mut env = vec![
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT".to_string(),
+            endpoint.to_string(),
+        ),
+        ("OTEL_BSP_SCHEDULE_DELAY".to_string(), "100".to_string()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let mut product = ServiceProcess::spawn(
+        Service::Product,
+        &env,
+        &bin_dir().join("e2e-logs").join(label),
+    );
+    product.wait_healthy().await;
+    product
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_collector_gone_requests_stay_fast_memory_stays_bounded_and_the_failure_is_logged_once(
+) {
+    let mut collector = OtlpCollector::start().await;
+    let product = start_product("collector-down", &collector.grpc_endpoint(), &[]).await;
+    // Export works to begin with.
+    hammer(&product, 5).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while collector.spans().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no spans before the collector went down"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    collector.stop();
+    hammer(&product, 300).await;
+    let rss_before = rss_kib(product.pid());
+    let slowest = hammer(&product, 1500).await;
+    let rss_after = rss_kib(product.pid());
+    assert!(
+        slowest < Duration::from_secs(2),
+        "slowest request {slowest:?}"
+    );
+    assert!(
+        rss_after < rss_before + 30 * 1024,
+        "RSS grew from {rss_before} KiB to {rss_after} KiB"
+    );
+    let logs = product.logs();
+    assert_eq!(
+        logs.matches("span export failed").count(),
+        1,
+        "export failures are logged once a minute at most:\n{logs}"
+    );
+    assert!(!logs.contains("BatchSpanProcessor.ExportError"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_hanging_collector_requests_stay_fast_and_the_span_queue_is_capped() {
+    // Accepts connections, never answers.
+    let hanging = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", hanging.local_addr().unwrap());
+    let _held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = hanging.accept().await {
+            open.push(socket);
+        }
+    });
+    let mut product = start_product(
+        "collector-hangs",
+        &endpoint,
+        &[
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "500"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "256"),
+        ],
+    )
+    .await;
+    hammer(&product, 300).await;
+    let rss_before = rss_kib(product.pid());
+    let started = Instant::now();
+    let slowest = hammer(&product, 1500).await;
+    let rss_after = rss_kib(product.pid());
+    assert!(
+        slowest < Duration::from_secs(2),
+        "slowest request {slowest:?}"
+    );
+    assert!(
+        rss_after < rss_before + 30 * 1024,
+        "RSS grew from {rss_before} KiB to {rss_after} KiB"
+    );
+    // Several exports have timed out by now (500 ms each).
+    let wait = Duration::from_secs(2).saturating_sub(started.elapsed());
+    tokio::time::sleep(wait).await;
+    let logs = product.logs();
+    assert_eq!(logs.matches("span export failed").count(), 1, "{logs}");
+
+    // A stuck collector does not keep the service from stopping.
+    product.terminate();
+    let status = product.wait_exit(Duration::from_secs(20)).await;
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
