@@ -6,7 +6,8 @@ use actix::Actor;
 use actix_web::{middleware::from_fn, web, App, HttpServer};
 use shared::{
     amqp::{Broker, QueuePublisher, QueueSpec},
-    http::{extractor_configs, health, not_found, trace_response, ServerSpan},
+    http::{not_found, ready, trace_response, Observability, ServerSpan},
+    metrics::{record_http_metrics, TaskMetrics},
     task::TaskQueues,
 };
 use tracing_actix_web::TracingLogger;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub task_publisher: actix::Addr<QueuePublisher>,
     /// The broker connection, for readiness.
     pub broker: Broker,
+    /// Task counters.
+    pub metrics: TaskMetrics,
 }
 
 /// Starts the actors and serves HTTP until a shutdown signal; in-flight
@@ -45,20 +48,26 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         store.clone(),
     )
     .start();
+    let (observability, task_metrics) = Observability::new(|registry| {
+        broker.register_metrics(registry);
+        TaskMetrics::register(registry)
+    });
     let state = AppState {
         store,
         task_publisher,
         broker,
+        metrics: task_metrics,
     };
 
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(from_fn(record_http_metrics))
             .wrap(from_fn(trace_response))
             .wrap(TracingLogger::<ServerSpan>::new())
+            .configure(|cfg| observability.configure(cfg))
             .app_data(web::Data::new(state.clone()))
-            .configure(extractor_configs)
-            .route("/health", web::get().to(health))
-            .route("/ready", web::get().to(routes::ready))
+            .app_data(web::Data::new(state.broker.clone()))
+            .route("/ready", web::get().to(ready))
             .configure(routes::tasks::configure)
             .default_service(web::to(not_found))
     })

@@ -1,7 +1,10 @@
 //! Serves the gateway until SIGTERM.
 
 use actix_web::{middleware::from_fn, web, App, HttpServer};
-use shared::http::{health, not_found, trace_response, ServerSpan};
+use shared::{
+    http::{not_found, trace_response, Observability, ServerSpan},
+    metrics::record_http_metrics,
+};
 use tracing_actix_web::TracingLogger;
 
 use crate::{
@@ -17,6 +20,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         timeout: config.upstream_timeout,
     });
     let timeout = config.upstream_timeout;
+    let (observability, ()) = Observability::new(|_| ());
     let server = HttpServer::new(move || {
         // awc clients are per worker thread (not Send).
         let client = awc::Client::builder()
@@ -24,11 +28,12 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             .disable_redirects()
             .finish();
         App::new()
+            .wrap(from_fn(record_http_metrics))
             .wrap(from_fn(trace_response))
             .wrap(TracingLogger::<ServerSpan>::new())
+            .configure(|cfg| observability.configure(cfg))
             .app_data(upstreams.clone())
             .app_data(web::Data::new(client))
-            .route("/health", web::get().to(health))
             .configure(proxy::configure)
             .default_service(web::to(not_found))
     })

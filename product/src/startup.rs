@@ -2,7 +2,10 @@
 
 use actix::Actor;
 use actix_web::{middleware::from_fn, web, App, HttpServer};
-use shared::http::{extractor_configs, health, not_found, trace_response, ServerSpan};
+use shared::{
+    http::{not_found, trace_response, Observability, ServerSpan},
+    metrics::record_http_metrics,
+};
 use tracing_actix_web::TracingLogger;
 
 use crate::{actors::CatalogActor, catalog, config::Config, routes};
@@ -10,13 +13,14 @@ use crate::{actors::CatalogActor, catalog, config::Config, routes};
 /// Serves the catalog until a shutdown signal.
 pub async fn run(config: Config) -> std::io::Result<()> {
     let catalog = CatalogActor::new(catalog::seed()).start();
+    let (observability, ()) = Observability::new(|_| ());
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(from_fn(record_http_metrics))
             .wrap(from_fn(trace_response))
             .wrap(TracingLogger::<ServerSpan>::new())
+            .configure(|cfg| observability.configure(cfg))
             .app_data(web::Data::new(catalog.clone()))
-            .configure(extractor_configs)
-            .route("/health", web::get().to(health))
             .configure(routes::products::configure)
             .default_service(web::to(not_found))
     })

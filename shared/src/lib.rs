@@ -10,12 +10,14 @@
 //!   publisher actor and the consumer-side span.
 //! - [`task`]: the task message schema shared by backend and worker.
 //! - [`http`]: JSON errors, the server span builder and `traceresponse`.
+//! - [`metrics`]: Prometheus `/metrics` with trace-id exemplars.
 //! - [`config`]: environment parsing with clear errors.
 //! - [`service`]: the start-up and shutdown sequence of a service binary.
 
 pub mod amqp;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod service;
 pub mod task;
 pub mod telemetry;

@@ -2,12 +2,12 @@
 //! health on HTTP, and drains the consumers on SIGTERM.
 
 use actix::{Actor, Addr};
-use actix_web::{middleware::from_fn, web, App, HttpResponse, HttpServer};
+use actix_web::{middleware::from_fn, web, App, HttpServer};
 use futures_util::future::join_all;
-use serde_json::json;
 use shared::{
     amqp::{Broker, QueuePublisher, QueueSpec},
-    http::{health, not_found, trace_response, ServerSpan},
+    http::{not_found, ready, trace_response, Observability, ServerSpan},
+    metrics::{record_http_metrics, TaskMetrics},
     task::TaskQueues,
 };
 use tracing_actix_web::TracingLogger;
@@ -21,6 +21,12 @@ use crate::{
 /// (up to `SHUTDOWN_TIMEOUT_MS`) before returning.
 pub async fn run(config: Config) -> std::io::Result<()> {
     let broker = Broker::new(config.amqp_url.clone(), "worker");
+    let (observability, task_metrics) = Observability::new(|registry| {
+        broker.register_metrics(registry);
+        TaskMetrics::register(registry)
+    });
+    let metrics = task_metrics;
+    metrics.consumers.set(config.concurrency as i64);
     let queues = TaskQueues::new(config.task_queue.clone());
     let handling = TaskHandling {
         executor: TaskExecutor.start(),
@@ -33,6 +39,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         requeuer: QueuePublisher::new(broker.clone(), queues.tasks(), config.publish_timeout)
             .start(),
         queues,
+        metrics,
         retry: RetryPolicy {
             max_attempts: config.max_attempts,
             base_delay: config.retry_delay,
@@ -47,10 +54,11 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     let ready_broker = broker.clone();
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(from_fn(record_http_metrics))
             .wrap(from_fn(trace_response))
             .wrap(TracingLogger::<ServerSpan>::new())
+            .configure(|cfg| observability.configure(cfg))
             .app_data(web::Data::new(ready_broker.clone()))
-            .route("/health", web::get().to(health))
             .route("/ready", web::get().to(ready))
             .default_service(web::to(not_found))
     })
@@ -83,14 +91,4 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         );
     }
     Ok(())
-}
-
-async fn ready(broker: web::Data<Broker>) -> HttpResponse {
-    if broker.is_connected() {
-        HttpResponse::Ok().json(json!({"status": "ready"}))
-    } else {
-        HttpResponse::ServiceUnavailable().json(json!({
-            "error": {"code": "broker_unavailable", "message": "not connected to the message broker"}
-        }))
-    }
 }

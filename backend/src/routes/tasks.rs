@@ -7,6 +7,7 @@ use serde_json::json;
 use shared::{
     amqp::{Publish, PublishError},
     http::{read_json, ApiError},
+    metrics::TaskMetrics,
     task::{TaskMessage, TaskRequest, ATTEMPT_HEADER},
     TracedSend,
 };
@@ -94,6 +95,7 @@ async fn enqueue(state: &AppState, id: Uuid, request: TaskRequest) -> Result<(),
         state.store.send_traced(RemoveTask(id)).await?;
         return Err(err.into());
     }
+    TaskMetrics::count(&state.metrics.published, message.kind.as_str());
     tracing::info!(task.id = %id, task.type = %message.kind, "task queued");
     Ok(())
 }

@@ -15,6 +15,7 @@ use std::{
 
 use futures_util::StreamExt;
 use lapin::{Channel, Connection, ConnectionProperties, ConnectionStatus};
+use prometheus_client::{metrics::gauge::Gauge, registry::Registry};
 use tokio::sync::Mutex;
 
 use super::Backoff;
@@ -49,6 +50,7 @@ struct Inner {
     url: String,
     connection_name: String,
     connected: AtomicBool,
+    connected_gauge: Gauge,
     state: Mutex<State>,
 }
 
@@ -69,6 +71,7 @@ impl Broker {
                 url: url.into(),
                 connection_name: connection_name.into(),
                 connected: AtomicBool::new(false),
+                connected_gauge: Gauge::default(),
                 state: Mutex::new(State {
                     connection: None,
                     backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(5)),
@@ -77,6 +80,15 @@ impl Broker {
                 }),
             }),
         }
+    }
+
+    /// Registers `messaging_broker_connected` (1 while connected, else 0).
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "messaging_broker_connected",
+            "1 while the connection to RabbitMQ is up, else 0",
+            self.inner.connected_gauge.clone(),
+        );
     }
 
     /// Whether the connection is currently up (for readiness probes).
@@ -130,6 +142,7 @@ impl Broker {
         let status = connection.status().clone();
         state.connection = Some((connection, status));
         self.inner.connected.store(true, Ordering::Release);
+        self.inner.connected_gauge.set(1);
         tracing::info!(broker = %redact(&self.inner.url), "connected to the message broker");
         Ok(channel)
     }
@@ -150,6 +163,7 @@ impl Broker {
 
     fn mark_lost(&self, reason: &str) {
         if self.inner.connected.swap(false, Ordering::AcqRel) {
+            self.inner.connected_gauge.set(0);
             tracing::warn!(reason, "lost the connection to the message broker");
         }
     }

@@ -8,7 +8,12 @@ pub mod propagation;
 mod server_span;
 mod trace_response;
 
+use std::sync::Arc;
+
 use actix_web::{web, HttpResponse};
+use prometheus_client::registry::Registry;
+
+use crate::metrics::{metrics_endpoint, HttpMetrics, MetricsRegistry};
 
 pub use body::{read_body, read_json, MAX_BODY_BYTES};
 pub use error::ApiError;
@@ -18,6 +23,19 @@ pub use trace_response::{trace_response, traceresponse_value};
 /// `GET /health`: the process is up and serving.
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// `GET /ready` for services that need RabbitMQ: 200 while connected, 503
+/// otherwise (give the app `web::Data<Broker>`).
+pub async fn ready(broker: web::Data<crate::amqp::Broker>) -> Result<HttpResponse, ApiError> {
+    if broker.is_connected() {
+        Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
+    } else {
+        Err(ApiError::unavailable(
+            "broker_unavailable",
+            "not connected to the message broker",
+        ))
+    }
 }
 
 /// The default service: a JSON 404 for routes that do not exist.
@@ -40,4 +58,38 @@ pub fn extractor_configs(cfg: &mut web::ServiceConfig) {
         web::JsonConfig::default()
             .error_handler(|err, _| ApiError::bad_request("invalid_json", err.to_string()).into()),
     );
+}
+
+/// What every service's HTTP app shares: `/health`, `/metrics` (with the
+/// HTTP duration histogram and whatever the service registers), and JSON
+/// extractor errors. Wrap the app with `record_http_metrics`,
+/// `trace_response` and `TracingLogger::<ServerSpan>` (outermost).
+#[derive(Clone)]
+pub struct Observability {
+    registry: MetricsRegistry,
+    http: HttpMetrics,
+}
+
+impl Observability {
+    /// Builds the metrics registry: the HTTP metrics plus what `register`
+    /// adds; hands back what `register` returned (the service's own metrics).
+    pub fn new<T>(register: impl FnOnce(&mut Registry) -> T) -> (Self, T) {
+        let mut registry = Registry::default();
+        let http = HttpMetrics::register(&mut registry);
+        let extra = register(&mut registry);
+        let observability = Self {
+            registry: MetricsRegistry(Arc::new(registry)),
+            http,
+        };
+        (observability, extra)
+    }
+
+    /// Adds the shared routes and app data (use with `App::configure`).
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        cfg.app_data(web::Data::new(self.http.clone()))
+            .app_data(web::Data::new(self.registry.clone()))
+            .route("/health", web::get().to(health))
+            .route("/metrics", web::get().to(metrics_endpoint));
+        extractor_configs(cfg);
+    }
 }

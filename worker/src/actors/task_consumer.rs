@@ -34,6 +34,7 @@ use shared::{
         header_u32, process_span, subscribe_with_retry, Broker, Publish, PublishError,
         QueuePublisher,
     },
+    metrics::{current_trace_exemplar, ReasonLabel, TaskMetrics, TaskOutcomeLabels},
     task::{StatusUpdate, TaskMessage, TaskQueues, TaskStatus, ATTEMPT_HEADER},
     TracedSend,
 };
@@ -73,6 +74,8 @@ pub struct TaskHandling {
     pub requeuer: Addr<QueuePublisher>,
     /// The task queue and the queues around it.
     pub queues: TaskQueues,
+    /// Task counters, durations and busy consumers.
+    pub metrics: TaskMetrics,
     /// Retry policy.
     pub retry: RetryPolicy,
 }
@@ -201,6 +204,8 @@ enum Unsettled {
 }
 
 async fn process(delivery: Delivery, handling: TaskHandling) {
+    handling.metrics.consumers_busy.inc();
+    let _idle_again = IdleOnDrop(&handling.metrics);
     let consumer_span = tracing::Span::current();
     let attempt = header_u32(delivery.properties.headers().as_ref(), ATTEMPT_HEADER)
         .unwrap_or(1)
@@ -264,11 +269,31 @@ async fn attempt_task(
     };
     send_report(handling, report(TaskStatus::Processing, None, None)).await?;
 
-    let failure = match handling
+    let task_type = task.kind.as_str();
+    let started = std::time::Instant::now();
+    let outcome = handling
         .executor
         .send_traced(ExecuteTask { task, attempt })
-        .await?
-    {
+        .await?;
+    let metrics = &handling.metrics;
+    TaskMetrics::count(&metrics.processed, task_type);
+    metrics
+        .duration
+        .get_or_create(&TaskOutcomeLabels {
+            task_type: task_type.to_string(),
+            outcome: if outcome.is_ok() {
+                "succeeded"
+            } else {
+                "failed"
+            }
+            .to_string(),
+        })
+        .observe(
+            started.elapsed().as_secs_f64(),
+            current_trace_exemplar(),
+            None,
+        );
+    let failure = match outcome {
         Ok(result) => {
             send_report(handling, report(TaskStatus::Succeeded, Some(result), None)).await?;
             tracing::info!(task.id = %id, attempt, "task succeeded");
@@ -285,6 +310,7 @@ async fn attempt_task(
             KeyValue::new("exception.message", failure.to_string()),
         ],
     );
+    TaskMetrics::count(&metrics.failed, task_type);
     let error = Some(failure.to_string());
     if failure.is_retryable() && attempt < handling.retry.max_attempts {
         let next = attempt + 1;
@@ -307,6 +333,7 @@ async fn attempt_task(
                     .expiring_after(delay.as_millis() as u64),
             )
             .await??;
+        TaskMetrics::count(&metrics.retried, task_type);
         Ok(())
     } else {
         tracing::error!(task.id = %id, attempt, error = %failure, "task failed for good; dead-lettering it");
@@ -358,7 +385,23 @@ async fn dead_letter(
             AMQPValue::LongString(handling.queues.tasks().name.into()),
         );
     handling.requeuer.send_traced(message).await??;
+    handling
+        .metrics
+        .dead_lettered
+        .get_or_create(&ReasonLabel {
+            reason: kind.to_string(),
+        })
+        .inc();
     Ok(())
+}
+
+/// Marks the consumer idle again however `process` ends.
+struct IdleOnDrop<'a>(&'a TaskMetrics);
+
+impl Drop for IdleOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.consumers_busy.dec();
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,247 @@
+//! Prometheus metrics, served as OpenMetrics text on `/metrics` so latency
+//! histograms can carry trace-id exemplars (a click from a slow bucket in
+//! Grafana lands on a trace that was that slow).
+//!
+//! Names follow the OpenTelemetry semantic conventions translated to
+//! Prometheus: `http.server.request.duration` (seconds) becomes
+//! `http_server_request_duration_seconds` with labels `http_request_method`,
+//! `http_route`, `http_response_status_code`.
+
+use std::{sync::Arc, time::Instant};
+
+use actix_web::{
+    body::MessageBody,
+    dev::{ServiceRequest, ServiceResponse},
+    middleware::Next,
+    web, Error, HttpResponse,
+};
+use opentelemetry::trace::TraceContextExt;
+use prometheus_client::{
+    encoding::{text::encode, EncodeLabelSet},
+    metrics::{counter::Counter, exemplar::HistogramWithExemplars, family::Family, gauge::Gauge},
+    registry::{Registry, Unit},
+};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// The exemplar attached to a latency observation: the trace it belongs to.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TraceExemplar {
+    /// 32 hex chars.
+    pub trace_id: String,
+}
+
+/// The current span's trace id as an exemplar, if the span is sampled (an
+/// unsampled trace cannot be looked up, so it makes a useless exemplar).
+pub fn current_trace_exemplar() -> Option<TraceExemplar> {
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let span_context = span.span_context();
+    (span_context.is_valid() && span_context.is_sampled()).then(|| TraceExemplar {
+        trace_id: span_context.trace_id().to_string(),
+    })
+}
+
+/// A latency histogram family whose observations carry trace exemplars.
+pub type LatencyHistogram<L> =
+    Family<L, HistogramWithExemplars<TraceExemplar>, fn() -> HistogramWithExemplars<TraceExemplar>>;
+
+/// Buckets (seconds) recommended by the HTTP semantic conventions, extended
+/// to 30 s for long tasks.
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 15.0, 30.0,
+];
+
+fn latency_histogram() -> HistogramWithExemplars<TraceExemplar> {
+    HistogramWithExemplars::new(LATENCY_BUCKETS.into_iter())
+}
+
+/// Labels of the HTTP server duration histogram.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// `GET`, `POST`, ...
+    pub http_request_method: String,
+    /// The route template (`/api/tasks/{id}`), never the raw path.
+    pub http_route: String,
+    /// Status code.
+    pub http_response_status_code: u16,
+}
+
+/// `http_server_request_duration_seconds`.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    duration: LatencyHistogram<HttpLabels>,
+}
+
+impl HttpMetrics {
+    /// Registers the HTTP metrics.
+    pub fn register(registry: &mut Registry) -> Self {
+        let duration: LatencyHistogram<HttpLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "http_server_request_duration",
+            "Duration of HTTP server requests",
+            Unit::Seconds,
+            duration.clone(),
+        );
+        Self { duration }
+    }
+}
+
+/// Middleware (`middleware::from_fn(record_http_metrics)`) observing every
+/// request's duration, with the request's trace as exemplar. Register it
+/// inside `TracingLogger` and give the app `web::Data<HttpMetrics>`.
+pub async fn record_http_metrics(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let metrics = req.app_data::<web::Data<HttpMetrics>>().cloned();
+    let method = req.method().to_string();
+    // Unmatched paths share one label value: raw paths would explode cardinality.
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string());
+    let exemplar = current_trace_exemplar();
+    let started = Instant::now();
+    let response = next.call(req).await;
+    if let Some(metrics) = metrics {
+        let status = match &response {
+            Ok(response) => response.status(),
+            Err(error) => error.as_response_error().status_code(),
+        };
+        metrics
+            .duration
+            .get_or_create(&HttpLabels {
+                http_request_method: method,
+                http_route: route,
+                http_response_status_code: status.as_u16(),
+            })
+            .observe(started.elapsed().as_secs_f64(), exemplar, None);
+    }
+    response
+}
+
+/// Label: the task type.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TaskTypeLabel {
+    /// `echo`, `sleep`, `hash`.
+    pub task_type: String,
+}
+
+/// Labels of the processing duration histogram.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TaskOutcomeLabels {
+    /// `echo`, `sleep`, `hash`.
+    pub task_type: String,
+    /// `succeeded` or `failed`.
+    pub outcome: String,
+}
+
+/// Label: why a message was dead-lettered.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// `max-attempts`, `invalid-payload`, `poison`.
+    pub reason: String,
+}
+
+/// Task counters and histograms (backend: published; worker: the rest).
+#[derive(Clone)]
+pub struct TaskMetrics {
+    /// `tasks_published_total{task_type}`: confirmed by the broker.
+    pub published: Family<TaskTypeLabel, Counter>,
+    /// `tasks_processed_total{task_type}`: attempts executed, any outcome.
+    pub processed: Family<TaskTypeLabel, Counter>,
+    /// `tasks_failed_total{task_type}`: attempts that failed.
+    pub failed: Family<TaskTypeLabel, Counter>,
+    /// `tasks_retried_total{task_type}`: retries scheduled.
+    pub retried: Family<TaskTypeLabel, Counter>,
+    /// `tasks_dead_lettered_total{reason}`.
+    pub dead_lettered: Family<ReasonLabel, Counter>,
+    /// `task_processing_duration_seconds{task_type, outcome}`.
+    pub duration: LatencyHistogram<TaskOutcomeLabels>,
+    /// `worker_consumers_busy`: consumer actors running a task now.
+    pub consumers_busy: Gauge,
+    /// `worker_consumers`: consumer actors configured.
+    pub consumers: Gauge,
+}
+
+impl TaskMetrics {
+    /// Registers the task metrics.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            published: Family::default(),
+            processed: Family::default(),
+            failed: Family::default(),
+            retried: Family::default(),
+            dead_lettered: Family::default(),
+            duration: Family::new_with_constructor(latency_histogram),
+            consumers_busy: Gauge::default(),
+            consumers: Gauge::default(),
+        };
+        registry.register(
+            "tasks_published",
+            "Tasks confirmed by the broker",
+            metrics.published.clone(),
+        );
+        registry.register(
+            "tasks_processed",
+            "Task attempts executed, any outcome",
+            metrics.processed.clone(),
+        );
+        registry.register(
+            "tasks_failed",
+            "Task attempts that failed",
+            metrics.failed.clone(),
+        );
+        registry.register(
+            "tasks_retried",
+            "Task retries scheduled",
+            metrics.retried.clone(),
+        );
+        registry.register(
+            "tasks_dead_lettered",
+            "Messages moved to the dead-letter queue",
+            metrics.dead_lettered.clone(),
+        );
+        registry.register_with_unit(
+            "task_processing_duration",
+            "Duration of one task attempt's execution",
+            Unit::Seconds,
+            metrics.duration.clone(),
+        );
+        registry.register(
+            "worker_consumers_busy",
+            "Consumer actors running a task",
+            metrics.consumers_busy.clone(),
+        );
+        registry.register(
+            "worker_consumers",
+            "Consumer actors configured",
+            metrics.consumers.clone(),
+        );
+        metrics
+    }
+
+    /// Counts one `kind` event for `task_type` in `family`.
+    pub fn count(family: &Family<TaskTypeLabel, Counter>, task_type: &str) {
+        family
+            .get_or_create(&TaskTypeLabel {
+                task_type: task_type.to_string(),
+            })
+            .inc();
+    }
+}
+
+/// The finished registry, served by [`metrics_endpoint`].
+#[derive(Clone)]
+pub struct MetricsRegistry(pub Arc<Registry>);
+
+/// `GET /metrics`: OpenMetrics text (needed for exemplars).
+pub async fn metrics_endpoint(registry: web::Data<MetricsRegistry>) -> HttpResponse {
+    let mut body = String::new();
+    match encode(&mut body, &registry.0) {
+        Ok(()) => HttpResponse::Ok()
+            .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+            .body(body),
+        Err(err) => HttpResponse::InternalServerError().body(err.to_string()),
+    }
+}
