@@ -20,6 +20,11 @@ where
     F: FnOnce(C) -> Fut,
     Fut: Future<Output = std::io::Result<()>>,
 {
+    // `<binary> --healthcheck`: probe our own /health (container images
+    // without curl or a shell use this as their HEALTHCHECK).
+    if std::env::args().nth(1).as_deref() == Some("--healthcheck") {
+        return healthcheck();
+    }
     let telemetry = match telemetry::init(default_service_name, version) {
         Ok(guard) => guard,
         Err(err) => {
@@ -49,4 +54,35 @@ where
     // Outside the actix runtime: the flush may block until the exporter is done.
     telemetry.shutdown();
     code
+}
+
+/// `GET http://127.0.0.1:$PORT/health` with a 2 s budget: exit 0 on a 200.
+fn healthcheck() -> ExitCode {
+    use std::{
+        io::{Read, Write},
+        net::{SocketAddr, TcpStream},
+        time::Duration,
+    };
+    let Some(port) = std::env::var("PORT").ok().and_then(|p| p.parse::<u16>().ok()) else {
+        eprintln!("healthcheck: PORT is not set");
+        return ExitCode::FAILURE;
+    };
+    let timeout = Duration::from_secs(2);
+    let probe = || -> std::io::Result<bool> {
+        let mut stream = TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        stream.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response.starts_with("HTTP/1.1 200"))
+    };
+    match probe() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("healthcheck: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }

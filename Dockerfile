@@ -1,0 +1,41 @@
+# One multi-stage Dockerfile for the four services:
+#   docker build --build-arg SERVICE=gateway -t async-micro/gateway .
+# The dependency layer is built from the manifests alone (with stub sources),
+# so editing code rebuilds only the last layers.
+
+FROM rust:1.90-slim-bookworm AS builder
+WORKDIR /src
+
+# 1. Dependencies: manifests plus empty targets, compiled once and cached.
+COPY Cargo.toml Cargo.lock ./
+COPY shared/Cargo.toml shared/
+COPY gateway/Cargo.toml gateway/
+COPY backend/Cargo.toml backend/
+COPY product/Cargo.toml product/
+COPY worker/Cargo.toml worker/
+COPY tests/Cargo.toml tests/
+RUN for crate in shared tests; do mkdir -p "$crate/src" && touch "$crate/src/lib.rs"; done \
+ && for svc in gateway backend product worker; do \
+      mkdir -p "$svc/src" && touch "$svc/src/lib.rs" && echo 'fn main() {}' > "$svc/src/main.rs"; \
+    done \
+ && cargo build --release --locked -p gateway -p backend -p product -p worker \
+ && rm -rf shared/src gateway/src backend/src product/src worker/src tests/src
+
+# 2. The sources: only our crates recompile.
+COPY shared shared
+COPY gateway gateway
+COPY backend backend
+COPY product product
+COPY worker worker
+RUN touch shared/src/lib.rs gateway/src/*.rs backend/src/*.rs product/src/*.rs worker/src/*.rs \
+ && cargo build --release --locked -p gateway -p backend -p product -p worker
+
+# 3. Runtime: glibc and nothing else (no shell, no package manager), non-root
+#    (65532 is distroless's "nonroot" user).
+FROM gcr.io/distroless/cc-debian12:nonroot
+ARG SERVICE
+COPY --from=builder /src/target/release/${SERVICE} /app/service
+USER 65532:65532
+# The binary probes its own /health on $PORT: no curl needed.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 CMD ["/app/service", "--healthcheck"]
+ENTRYPOINT ["/app/service"]
