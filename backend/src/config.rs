@@ -3,6 +3,21 @@
 use std::time::Duration;
 
 use shared::config::{env_in_range, env_or, env_string, ConfigError};
+use shared::task::{DEFAULT_AMQP_URL, DEFAULT_RESULT_QUEUE, DEFAULT_TASK_QUEUE};
+
+/// The port the service listens on unless `PORT` says otherwise.
+pub const DEFAULT_PORT: u16 = 8000;
+
+/// Every variable this service reads, besides the telemetry ones
+/// (`shared::telemetry::ENV_VARS`).
+pub const ENV_VARS: &[&str] = &[
+    "PORT",
+    "AMQP_URL",
+    "TASK_QUEUE",
+    "RESULT_QUEUE",
+    "TASK_STORE_CAPACITY",
+    "PUBLISH_TIMEOUT_MS",
+];
 
 /// Everything the backend reads at start-up.
 #[derive(Debug, Clone)]
@@ -25,10 +40,10 @@ impl Config {
     /// Reads the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            port: env_or("PORT", 8000)?,
-            amqp_url: env_string("AMQP_URL", "amqp://guest:guest@localhost:5672/%2f"),
-            task_queue: env_string("TASK_QUEUE", "task_queue"),
-            result_queue: env_string("RESULT_QUEUE", "task_results"),
+            port: env_or("PORT", DEFAULT_PORT)?,
+            amqp_url: env_string("AMQP_URL", DEFAULT_AMQP_URL),
+            task_queue: env_string("TASK_QUEUE", DEFAULT_TASK_QUEUE),
+            result_queue: env_string("RESULT_QUEUE", DEFAULT_RESULT_QUEUE),
             store_capacity: env_in_range("TASK_STORE_CAPACITY", 100_000, 1, 100_000_000)?,
             publish_timeout: Duration::from_millis(env_in_range(
                 "PUBLISH_TIMEOUT_MS",

@@ -6,7 +6,7 @@ use actix::Actor;
 use actix_web::{middleware::from_fn, web, App, HttpServer};
 use shared::{
     amqp::{Broker, QueuePublisher, QueueSpec},
-    http::{not_found, ready, trace_response, Observability, ServerSpan},
+    http::{not_found, ready, trace_response, Observability, ServerSpan, READY_PATH},
     metrics::{record_http_metrics, TaskMetrics},
     task::TaskQueues,
 };
@@ -67,7 +67,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             .configure(|cfg| observability.configure(cfg))
             .app_data(web::Data::new(state.clone()))
             .app_data(web::Data::new(state.broker.clone()))
-            .route("/ready", web::get().to(ready))
+            .route(READY_PATH, web::get().to(ready))
             .configure(routes::tasks::configure)
             .default_service(web::to(not_found))
     })

@@ -4,6 +4,13 @@ use std::time::Duration;
 
 use shared::config::{env_in_range, env_or, env_string, ConfigError};
 
+/// The port the service listens on unless `PORT` says otherwise.
+pub const DEFAULT_PORT: u16 = 3000;
+
+/// Every variable this service reads, besides the telemetry ones
+/// (`shared::telemetry::ENV_VARS`).
+pub const ENV_VARS: &[&str] = &["PORT", "BACKEND_URL", "PRODUCT_URL", "UPSTREAM_TIMEOUT_MS"];
+
 /// Everything the gateway reads at start-up.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -21,7 +28,7 @@ impl Config {
     /// Reads the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            port: env_or("PORT", 3000)?,
+            port: env_or("PORT", DEFAULT_PORT)?,
             backend_url: env_string("BACKEND_URL", "http://localhost:8000"),
             product_url: env_string("PRODUCT_URL", "http://localhost:8001"),
             upstream_timeout: Duration::from_millis(env_in_range(

@@ -2,6 +2,13 @@
 
 use shared::config::{env_or, ConfigError};
 
+/// The port the service listens on unless `PORT` says otherwise.
+pub const DEFAULT_PORT: u16 = 8001;
+
+/// Every variable this service reads, besides the telemetry ones
+/// (`shared::telemetry::ENV_VARS`).
+pub const ENV_VARS: &[&str] = &["PORT"];
+
 /// Everything the product service reads at start-up.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -13,7 +20,7 @@ impl Config {
     /// Reads the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            port: env_or("PORT", 8001)?,
+            port: env_or("PORT", DEFAULT_PORT)?,
         })
     }
 }

@@ -63,16 +63,21 @@ fn healthcheck() -> ExitCode {
         net::{SocketAddr, TcpStream},
         time::Duration,
     };
-    let Some(port) = std::env::var("PORT").ok().and_then(|p| p.parse::<u16>().ok()) else {
+    let Some(port) = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse::<u16>().ok())
+    else {
         eprintln!("healthcheck: PORT is not set");
         return ExitCode::FAILURE;
     };
     let timeout = Duration::from_secs(2);
     let probe = || -> std::io::Result<bool> {
-        let mut stream = TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), timeout)?;
+        let mut stream =
+            TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), timeout)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
-        stream.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
         let mut response = String::new();
         stream.read_to_string(&mut response)?;
         Ok(response.starts_with("HTTP/1.1 200"))

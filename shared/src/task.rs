@@ -10,6 +10,13 @@ use uuid::Uuid;
 
 use crate::amqp::QueueSpec;
 
+/// The task queue's name unless `TASK_QUEUE` says otherwise.
+pub const DEFAULT_TASK_QUEUE: &str = "task_queue";
+/// The status-report queue's name unless `RESULT_QUEUE` says otherwise.
+pub const DEFAULT_RESULT_QUEUE: &str = "task_results";
+/// Where RabbitMQ is unless `AMQP_URL` says otherwise.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@localhost:5672/%2f";
+
 /// Longest sleep a `sleep` task may ask for.
 pub const SLEEP_MAX_MS: u64 = 10_000;
 /// Most SHA-256 rounds a `hash` task may ask for.

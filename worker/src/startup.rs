@@ -6,7 +6,7 @@ use actix_web::{middleware::from_fn, web, App, HttpServer};
 use futures_util::future::join_all;
 use shared::{
     amqp::{Broker, QueuePublisher, QueueSpec},
-    http::{not_found, ready, trace_response, Observability, ServerSpan},
+    http::{not_found, ready, trace_response, Observability, ServerSpan, READY_PATH},
     metrics::{record_http_metrics, TaskMetrics},
     task::TaskQueues,
 };
@@ -59,7 +59,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             .wrap(TracingLogger::<ServerSpan>::new())
             .configure(|cfg| observability.configure(cfg))
             .app_data(web::Data::new(ready_broker.clone()))
-            .route("/ready", web::get().to(ready))
+            .route(READY_PATH, web::get().to(ready))
             .default_service(web::to(not_found))
     })
     .workers(1)

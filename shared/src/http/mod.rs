@@ -20,6 +20,13 @@ pub use error::ApiError;
 pub use server_span::ServerSpan;
 pub use trace_response::{trace_response, traceresponse_value};
 
+/// Liveness path of every service.
+pub const HEALTH_PATH: &str = "/health";
+/// Readiness path of the services that need RabbitMQ (backend, worker).
+pub const READY_PATH: &str = "/ready";
+/// Prometheus scrape path of every service.
+pub const METRICS_PATH: &str = "/metrics";
+
 /// `GET /health`: the process is up and serving.
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
@@ -88,8 +95,8 @@ impl Observability {
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
         cfg.app_data(web::Data::new(self.http.clone()))
             .app_data(web::Data::new(self.registry.clone()))
-            .route("/health", web::get().to(health))
-            .route("/metrics", web::get().to(metrics_endpoint));
+            .route(HEALTH_PATH, web::get().to(health))
+            .route(METRICS_PATH, web::get().to(metrics_endpoint));
         extractor_configs(cfg);
     }
 }

@@ -21,6 +21,31 @@ use tracing_subscriber::{layer::SubscriberExt, EnvFilter, Layer};
 pub use exporter::ExportTarget;
 pub use log_format::LogFormat;
 
+/// Every environment variable the telemetry set-up honours (the SDK reads
+/// the `OTEL_*` ones; `JAEGER_AGENT_PORT` is accepted and ignored: Jaeger
+/// takes OTLP on 4317, not the agent's UDP port).
+pub const ENV_VARS: &[&str] = &[
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_SDK_DISABLED",
+    "OTEL_BSP_SCHEDULE_DELAY",
+    "OTEL_BSP_MAX_QUEUE_SIZE",
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+    "OTEL_BSP_EXPORT_TIMEOUT",
+    "JAEGER_AGENT_HOST",
+    "JAEGER_AGENT_PORT",
+    "LOG_FORMAT",
+    "RUST_LOG",
+];
+
 /// Why telemetry could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {

@@ -1,0 +1,396 @@
+//! The compose files, the Prometheus configs and the Kubernetes manifests
+//! agree with the services' own defaults: ports, environment variable names,
+//! queue names, upstream URLs, health paths.
+
+use std::{collections::BTreeSet, path::PathBuf};
+
+use serde_yaml_ng::Value;
+use shared::{
+    http::{HEALTH_PATH, READY_PATH},
+    task::{DEFAULT_RESULT_QUEUE, DEFAULT_TASK_QUEUE},
+};
+
+struct Service {
+    name: &'static str,
+    port: u16,
+    vars: &'static [&'static str],
+    needs_broker: bool,
+}
+
+const SERVICES: [Service; 4] = [
+    Service {
+        name: "gateway",
+        port: gateway::config::DEFAULT_PORT,
+        vars: gateway::config::ENV_VARS,
+        needs_broker: false,
+    },
+    Service {
+        name: "backend",
+        port: backend::config::DEFAULT_PORT,
+        vars: backend::config::ENV_VARS,
+        needs_broker: true,
+    },
+    Service {
+        name: "product",
+        port: product::config::DEFAULT_PORT,
+        vars: product::config::ENV_VARS,
+        needs_broker: false,
+    },
+    Service {
+        name: "worker",
+        port: worker::config::DEFAULT_PORT,
+        vars: worker::config::ENV_VARS,
+        needs_broker: true,
+    },
+];
+
+fn port_of(name: &str) -> u16 {
+    SERVICES.iter().find(|s| s.name == name).unwrap().port
+}
+
+fn repo_file(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
+}
+
+fn yaml_docs(path: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(repo_file(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| {
+            let mut value = Value::deserialize(doc).unwrap_or_else(|e| panic!("{path}: {e}"));
+            value.apply_merge().unwrap();
+            value
+        })
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+use serde::Deserialize;
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => panic!("not a scalar: {other:?}"),
+    }
+}
+
+fn allowed(service: &Service) -> BTreeSet<&'static str> {
+    service
+        .vars
+        .iter()
+        .chain(shared::telemetry::ENV_VARS)
+        .copied()
+        .collect()
+}
+
+#[test]
+fn compose_services_use_the_services_ports_variables_and_queue() {
+    let compose = &yaml_docs("compose/docker-compose.yml")[0];
+    let services = &compose["services"];
+    for service in &SERVICES {
+        let def = &services[service.name];
+        assert!(def.is_mapping(), "compose has no {}", service.name);
+        let env = def["environment"]
+            .as_mapping()
+            .expect("environment mapping");
+        let allowed = allowed(service);
+        for (key, value) in env {
+            let key = s(key);
+            assert!(
+                allowed.contains(key.as_str()),
+                "{}: {key} is not a variable the service reads",
+                service.name
+            );
+            if key == "PORT" {
+                assert_eq!(s(value), service.port.to_string(), "{} PORT", service.name);
+            }
+            if key == "TASK_QUEUE" {
+                assert_eq!(s(value), DEFAULT_TASK_QUEUE);
+            }
+            if key == "AMQP_URL" {
+                assert!(s(value).contains("@rabbitmq:5672/"), "{}", s(value));
+            }
+        }
+        assert_eq!(
+            s(&def["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"]),
+            "http://jaeger:4317"
+        );
+        assert_eq!(s(&def["environment"]["JAEGER_AGENT_HOST"]), "jaeger");
+        assert_eq!(s(&def["build"]["args"]["SERVICE"]), service.name);
+        let networks: Vec<String> = def["networks"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(s)
+            .collect();
+        assert_eq!(networks, ["microservices-network"]);
+        if service.needs_broker {
+            assert_eq!(
+                s(&def["depends_on"]["rabbitmq"]["condition"]),
+                "service_healthy"
+            );
+        }
+        // Only the gateway is published on the host.
+        let published = def.get("ports").is_some();
+        assert_eq!(
+            published,
+            service.name == "gateway",
+            "{} ports",
+            service.name
+        );
+    }
+    let gateway = &services["gateway"];
+    assert_eq!(
+        s(&gateway["ports"][0]),
+        format!("{0}:{0}", port_of("gateway"))
+    );
+    assert_eq!(
+        s(&gateway["environment"]["BACKEND_URL"]),
+        format!("http://backend:{}", port_of("backend"))
+    );
+    assert_eq!(
+        s(&gateway["environment"]["PRODUCT_URL"]),
+        format!("http://product:{}", port_of("product"))
+    );
+    for upstream in ["backend", "product"] {
+        assert_eq!(
+            s(&gateway["depends_on"][upstream]["condition"]),
+            "service_healthy"
+        );
+    }
+    assert!(services["worker"]["environment"]
+        .get("WORKER_CONCURRENCY")
+        .is_some());
+    assert!(
+        services["worker"].get("container_name").is_none(),
+        "--scale needs no fixed name"
+    );
+
+    let ports = |name: &str| -> Vec<String> {
+        services[name]["ports"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(s)
+            .collect()
+    };
+    let jaeger = ports("jaeger");
+    for port in [
+        "4317:4317",
+        "4318:4318",
+        "16686:16686",
+        "6831:6831/udp",
+        "6832:6832/udp",
+        "5778:5778",
+        "14268:14268",
+        "14250:14250",
+    ] {
+        assert!(
+            jaeger.iter().any(|p| p == port),
+            "jaeger does not publish {port}"
+        );
+    }
+    assert!(s(&services["jaeger"]["image"]).starts_with("jaegertracing/jaeger:2."));
+    assert_eq!(ports("grafana"), ["3001:3000"]);
+    assert!(ports("rabbitmq").contains(&"15672:15672".to_string()));
+    assert!(services["rabbitmq"].get("healthcheck").is_some());
+}
+
+#[test]
+fn the_dev_compose_file_serves_the_services_running_on_the_host() {
+    let compose = &yaml_docs("compose/docker-compose.dev.yml")[0];
+    let services = compose["services"].as_mapping().unwrap();
+    for service in &SERVICES {
+        assert!(
+            !services.contains_key(service.name),
+            "dev runs {} from cargo",
+            service.name
+        );
+    }
+    let published = |name: &str| -> Vec<String> {
+        compose["services"][name]["ports"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(s)
+            .collect()
+    };
+    // The services' defaults: AMQP on localhost:5672, OTLP on localhost:4317.
+    assert!(shared::task::DEFAULT_AMQP_URL.contains("localhost:5672"));
+    assert!(published("rabbitmq").contains(&"5672:5672".to_string()));
+    assert!(published("jaeger").contains(&"4317:4317".to_string()));
+    assert!(published("grafana").contains(&"3001:3000".to_string()));
+}
+
+fn scrape_targets(path: &str) -> Vec<(String, String)> {
+    let config = &yaml_docs(path)[0];
+    let mut out = Vec::new();
+    for job in config["scrape_configs"].as_sequence().unwrap() {
+        let name = s(&job["job_name"]);
+        if let Some(statics) = job.get("static_configs") {
+            for target in statics[0]["targets"].as_sequence().unwrap() {
+                out.push((name.clone(), s(target)));
+            }
+        }
+        if let Some(dns) = job.get("dns_sd_configs") {
+            out.push((
+                name.clone(),
+                format!("{}:{}", s(&dns[0]["names"][0]), s(&dns[0]["port"])),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn prometheus_scrapes_every_service_on_its_port_under_its_service_name() {
+    for (path, host) in [
+        ("compose/prometheus/prometheus.yml", None),
+        (
+            "compose/prometheus/prometheus.dev.yml",
+            Some("host.docker.internal"),
+        ),
+    ] {
+        let targets = scrape_targets(path);
+        for service in &SERVICES {
+            let job = format!("{}-service", service.name);
+            let expected = format!("{}:{}", host.unwrap_or(service.name), service.port);
+            assert!(
+                targets.iter().any(|(j, t)| *j == job && *t == expected),
+                "{path}: no job {job} scraping {expected}: {targets:?}"
+            );
+        }
+        assert!(targets.iter().any(|(j, _)| j == "rabbitmq"), "{path}");
+    }
+}
+
+fn k8s_resources() -> Vec<Value> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(repo_file("k8s/base")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.ends_with(".yaml") && name != "kustomization.yaml" {
+            out.extend(yaml_docs(&format!("k8s/base/{name}")));
+        }
+    }
+    out
+}
+
+#[test]
+fn kubernetes_manifests_use_the_services_ports_variables_probes_and_queue() {
+    let resources = k8s_resources();
+    let find = |kind: &str, name: &str| {
+        resources
+            .iter()
+            .find(|r| s(&r["kind"]) == kind && s(&r["metadata"]["name"]) == name)
+            .unwrap_or_else(|| panic!("no {kind}/{name} in k8s/base"))
+    };
+    let config = find("ConfigMap", "async-micro-config");
+    let config_keys: Vec<String> = config["data"].as_mapping().unwrap().keys().map(s).collect();
+    assert_eq!(s(&config["data"]["TASK_QUEUE"]), DEFAULT_TASK_QUEUE);
+    assert_eq!(s(&config["data"]["RESULT_QUEUE"]), DEFAULT_RESULT_QUEUE);
+    assert_eq!(
+        s(&config["data"]["OTEL_EXPORTER_OTLP_ENDPOINT"]),
+        "http://otel-collector:4317"
+    );
+
+    for service in &SERVICES {
+        let deployment = find("Deployment", service.name);
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(
+            s(&container["ports"][0]["containerPort"]),
+            service.port.to_string()
+        );
+        let allowed = allowed(service);
+        for key in &config_keys {
+            let used_somewhere = SERVICES.iter().any(|s| s.vars.contains(&key.as_str()))
+                || shared::telemetry::ENV_VARS.contains(&key.as_str());
+            assert!(used_somewhere, "ConfigMap key {key} is read by no service");
+        }
+        for env in container["env"].as_sequence().unwrap() {
+            let name = s(&env["name"]);
+            // Helper variables that only compose AMQP_URL from the operator's secret.
+            if name.starts_with("RABBITMQ_") {
+                continue;
+            }
+            assert!(
+                allowed.contains(name.as_str()),
+                "{}: {name} is not read",
+                service.name
+            );
+            if name == "PORT" {
+                assert_eq!(s(&env["value"]), service.port.to_string());
+            }
+            if name == "OTEL_SERVICE_NAME" {
+                assert_eq!(s(&env["value"]), format!("{}-service", service.name));
+            }
+        }
+        let ready = if service.needs_broker {
+            READY_PATH
+        } else {
+            HEALTH_PATH
+        };
+        assert_eq!(s(&container["readinessProbe"]["httpGet"]["path"]), ready);
+        assert_eq!(
+            s(&container["livenessProbe"]["httpGet"]["path"]),
+            HEALTH_PATH
+        );
+        for limit in ["requests", "limits"] {
+            let cpu = &container["resources"][limit]["cpu"];
+            assert!(
+                cpu.is_string() || cpu.is_number(),
+                "{} {limit}",
+                service.name
+            );
+        }
+        let svc = find("Service", service.name);
+        assert_eq!(
+            s(&svc["spec"]["ports"][0]["port"]),
+            service.port.to_string()
+        );
+    }
+    let gateway = &find("Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0];
+    let env = |c: &Value, key: &str| {
+        c["env"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|e| s(&e["name"]) == key)
+            .map(|e| s(&e["value"]))
+    };
+    assert_eq!(
+        env(gateway, "BACKEND_URL").unwrap(),
+        format!("http://backend:{}", port_of("backend"))
+    );
+    assert_eq!(
+        env(gateway, "PRODUCT_URL").unwrap(),
+        format!("http://product:{}", port_of("product"))
+    );
+    let worker = &find("Deployment", "worker")["spec"]["template"]["spec"]["containers"][0];
+    assert!(env(worker, "WORKER_CONCURRENCY").is_some());
+    let hpa = find("HorizontalPodAutoscaler", "worker");
+    assert_eq!(s(&hpa["spec"]["scaleTargetRef"]["name"]), "worker");
+
+    // The collector keeps every error trace, and a ratio of the rest.
+    let collector = find("ConfigMap", "otel-collector-config");
+    let collector_config: Value =
+        serde_yaml_ng::from_str(&s(&collector["data"]["config.yaml"])).unwrap();
+    let policies = collector_config["processors"]["tail_sampling"]["policies"]
+        .as_sequence()
+        .unwrap();
+    assert!(policies.iter().any(|p| s(&p["type"]) == "status_code"
+        && p["status_code"]["status_codes"][0] == Value::from("ERROR")));
+    assert!(policies.iter().any(|p| s(&p["type"]) == "probabilistic"));
+    assert_eq!(
+        s(&collector_config["exporters"]["otlp/jaeger"]["endpoint"]),
+        "jaeger-collector:4317"
+    );
+    assert_eq!(
+        s(&find("Jaeger", "jaeger")["spec"]["storage"]["type"]),
+        "elasticsearch"
+    );
+    assert!(find("RabbitmqCluster", "rabbitmq")["spec"]["replicas"].is_number());
+}
