@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shared::config::{env_in_range, env_or, env_string, ConfigError};
+use shared::config::{env_in_range, env_millis, env_or, env_string, ConfigError};
 use shared::task::{DEFAULT_AMQP_URL, DEFAULT_RESULT_QUEUE, DEFAULT_TASK_QUEUE};
 
 /// The port the service listens on unless `PORT` says otherwise.
@@ -45,12 +45,7 @@ impl Config {
             task_queue: env_string("TASK_QUEUE", DEFAULT_TASK_QUEUE),
             result_queue: env_string("RESULT_QUEUE", DEFAULT_RESULT_QUEUE),
             store_capacity: env_in_range("TASK_STORE_CAPACITY", 100_000, 1, 100_000_000)?,
-            publish_timeout: Duration::from_millis(env_in_range(
-                "PUBLISH_TIMEOUT_MS",
-                4_000,
-                100,
-                60_000,
-            )?),
+            publish_timeout: env_millis("PUBLISH_TIMEOUT_MS", 4_000, 100, 60_000)?,
         })
     }
 }

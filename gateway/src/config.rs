@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shared::config::{env_in_range, env_or, env_string, ConfigError};
+use shared::config::{env_millis, env_or, env_string, ConfigError};
 
 /// The port the service listens on unless `PORT` says otherwise.
 pub const DEFAULT_PORT: u16 = 3000;
@@ -31,12 +31,7 @@ impl Config {
             port: env_or("PORT", DEFAULT_PORT)?,
             backend_url: env_string("BACKEND_URL", "http://localhost:8000"),
             product_url: env_string("PRODUCT_URL", "http://localhost:8001"),
-            upstream_timeout: Duration::from_millis(env_in_range(
-                "UPSTREAM_TIMEOUT_MS",
-                8_000,
-                100,
-                120_000,
-            )?),
+            upstream_timeout: env_millis("UPSTREAM_TIMEOUT_MS", 8_000, 100, 120_000)?,
         })
     }
 }

@@ -56,6 +56,17 @@ where
     Ok(value)
 }
 
+/// A duration given in milliseconds, `default_ms` when unset, rejected
+/// outside `min_ms..=max_ms`.
+pub fn env_millis(
+    name: &'static str,
+    default_ms: u64,
+    min_ms: u64,
+    max_ms: u64,
+) -> Result<std::time::Duration, ConfigError> {
+    env_in_range(name, default_ms, min_ms, max_ms).map(std::time::Duration::from_millis)
+}
+
 /// Reads a string variable, `default` when unset or empty.
 pub fn env_string(name: &'static str, default: &str) -> String {
     std::env::var(name)

@@ -344,30 +344,66 @@ impl Platform {
         worker
     }
 
-    /// Polls `GET /api/tasks/{id}` through the gateway until the task is
-    /// `succeeded` or `failed`, and returns its body.
-    pub async fn wait_for_task(&self, id: &str, timeout: Duration) -> serde_json::Value {
+    /// `POST /api/tasks` through the gateway; asserts the 202 and returns
+    /// its body (`id`, `status`, `trace_id`).
+    pub async fn post_task(&self, task: serde_json::Value) -> serde_json::Value {
+        let response = self
+            .http
+            .post(self.url("/api/tasks"))
+            .json(&task)
+            .send()
+            .await
+            .expect("POST task");
+        assert_eq!(response.status(), 202, "{task}");
+        response.json().await.expect("202 JSON")
+    }
+
+    /// `GET /api/tasks/{id}` through the gateway.
+    pub async fn get_task(&self, id: &str) -> serde_json::Value {
+        self.http
+            .get(self.url(&format!("/api/tasks/{id}")))
+            .send()
+            .await
+            .expect("GET task")
+            .json()
+            .await
+            .expect("task JSON")
+    }
+
+    /// Polls the task until `done` holds for its body, and returns the body.
+    pub async fn wait_for_task_state(
+        &self,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + timeout;
         loop {
-            let body: serde_json::Value = self
-                .http
-                .get(self.url(&format!("/api/tasks/{id}")))
-                .send()
-                .await
-                .expect("GET task")
-                .json()
-                .await
-                .expect("task JSON");
-            if matches!(body["status"].as_str(), Some("succeeded" | "failed")) {
+            let body = self.get_task(id).await;
+            if done(&body) {
                 return body;
             }
             assert!(
                 Instant::now() < deadline,
-                "task {id} not finished after {timeout:?}: {body}\nworker log:\n{}",
+                "task {id} not in the expected state after {timeout:?}: {body}\nworker log:\n{}",
                 self.worker.logs()
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Polls the task until it is `succeeded` or `failed`.
+    pub async fn wait_for_task(&self, id: &str, timeout: Duration) -> serde_json::Value {
+        self.wait_for_task_state(id, timeout, |t| {
+            matches!(t["status"].as_str(), Some("succeeded" | "failed"))
+        })
+        .await
+    }
+
+    /// Polls the task until a worker has it in hand (`processing`).
+    pub async fn wait_until_processing(&self, id: &str) {
+        self.wait_for_task_state(id, Duration::from_secs(20), |t| t["status"] == "processing")
+            .await;
     }
 }
 

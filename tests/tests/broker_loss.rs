@@ -155,23 +155,7 @@ async fn a_worker_killed_mid_task_loses_nothing_its_tasks_are_redelivered() {
         ids.push(body["id"].as_str().unwrap().to_string());
     }
     // Wait until the worker holds some of them unacknowledged.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let task: Value = platform
-            .http
-            .get(platform.url(&format!("/api/tasks/{}", ids[0])))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if task["status"] == "processing" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{task}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    platform.wait_until_processing(&ids[0]).await;
     platform.worker.kill();
 
     let _replacement = platform.spawn_worker(&[]).await;

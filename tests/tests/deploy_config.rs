@@ -381,8 +381,9 @@ fn kubernetes_manifests_use_the_services_ports_variables_probes_and_queue() {
     let policies = collector_config["processors"]["tail_sampling"]["policies"]
         .as_sequence()
         .unwrap();
-    assert!(policies.iter().any(|p| s(&p["type"]) == "status_code"
-        && p["status_code"]["status_codes"][0] == Value::from("ERROR")));
+    assert!(policies
+        .iter()
+        .any(|p| s(&p["type"]) == "status_code" && p["status_code"]["status_codes"][0] == "ERROR"));
     assert!(policies.iter().any(|p| s(&p["type"]) == "probabilistic"));
     assert_eq!(
         s(&collector_config["exporters"]["otlp/jaeger"]["endpoint"]),

@@ -18,26 +18,12 @@ fn options() -> PlatformOptions {
     }
 }
 
-async fn post(platform: &Platform, task: Value) -> Value {
-    let response = platform
-        .http
-        .post(platform.url("/api/tasks"))
-        .json(&task)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    response.json().await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_failing_twice_succeeds_on_the_third_attempt_each_attempt_its_own_span() {
     let platform = Platform::start_with("retry-success", options()).await;
-    let accepted = post(
-        &platform,
-        json!({"type": "echo", "payload": {"fail_times": 2, "x": 1}}),
-    )
-    .await;
+    let accepted = platform
+        .post_task(json!({"type": "echo", "payload": {"fail_times": 2, "x": 1}}))
+        .await;
     let id = accepted["id"].as_str().unwrap();
     let trace_id = accepted["trace_id"].as_str().unwrap();
 
@@ -93,11 +79,9 @@ async fn a_task_failing_twice_succeeds_on_the_third_attempt_each_attempt_its_own
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_last_attempt_the_task_fails_and_is_dead_lettered_with_the_reason() {
     let platform = Platform::start_with("retry-exhausted", options()).await;
-    let accepted = post(
-        &platform,
-        json!({"type": "sleep", "payload": {"ms": 1, "fail_times": 5}}),
-    )
-    .await;
+    let accepted = platform
+        .post_task(json!({"type": "sleep", "payload": {"ms": 1, "fail_times": 5}}))
+        .await;
     let id = accepted["id"].as_str().unwrap();
 
     let task = platform.wait_for_task(id, Duration::from_secs(30)).await;
@@ -130,47 +114,32 @@ async fn a_retry_waiting_for_its_delay_does_not_block_the_consumer() {
         ("TASK_MAX_ATTEMPTS".into(), "2".into()),
     ];
     let platform = Platform::start_with("retry-nonblocking", opts).await;
-    let failing = post(
-        &platform,
-        json!({"type": "echo", "payload": {"fail_times": 1}}),
-    )
-    .await;
+    let failing = platform
+        .post_task(json!({"type": "echo", "payload": {"fail_times": 1}}))
+        .await;
     // Let the first attempt fail, then queue more work behind it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let task: Value = platform
-            .http
-            .get(platform.url(&format!("/api/tasks/{}", failing["id"].as_str().unwrap())))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if task["attempts"] == 1 && task["status"] == "queued" {
-            assert!(task["error"].as_str().unwrap().contains("injected failure"));
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{task}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let waiting = platform
+        .wait_for_task_state(
+            failing["id"].as_str().unwrap(),
+            Duration::from_secs(20),
+            |t| t["attempts"] == 1 && t["status"] == "queued",
+        )
+        .await;
+    assert!(waiting["error"]
+        .as_str()
+        .unwrap()
+        .contains("injected failure"));
     // The single consumer is free: these finish while the retry waits.
     for n in 0..3 {
-        let quick = post(&platform, json!({"type": "echo", "payload": {"n": n}})).await;
+        let quick = platform
+            .post_task(json!({"type": "echo", "payload": {"n": n}}))
+            .await;
         let done = platform
             .wait_for_task(quick["id"].as_str().unwrap(), Duration::from_secs(2))
             .await;
         assert_eq!(done["status"], "succeeded");
     }
-    let still_waiting: Value = platform
-        .http
-        .get(platform.url(&format!("/api/tasks/{}", failing["id"].as_str().unwrap())))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let still_waiting = platform.get_task(failing["id"].as_str().unwrap()).await;
     assert_eq!(still_waiting["status"], "queued", "{still_waiting}");
     let finished = platform
         .wait_for_task(failing["id"].as_str().unwrap(), Duration::from_secs(20))
@@ -195,11 +164,9 @@ async fn poison_messages_go_to_the_dead_letter_queue_logged_once_and_the_consume
     }
 
     // The single consumer is still alive and working.
-    let accepted = post(
-        &platform,
-        json!({"type": "echo", "payload": {"after": "poison"}}),
-    )
-    .await;
+    let accepted = platform
+        .post_task(json!({"type": "echo", "payload": {"after": "poison"}}))
+        .await;
     let task = platform
         .wait_for_task(accepted["id"].as_str().unwrap(), Duration::from_secs(20))
         .await;

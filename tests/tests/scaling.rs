@@ -9,24 +9,14 @@ use std::{
 use e2e_tests::{Platform, PlatformOptions};
 use serde_json::{json, Value};
 
-async fn post(platform: &Platform, task: Value) -> Value {
-    let response = platform
-        .http
-        .post(platform.url("/api/tasks"))
-        .json(&task)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    response.json().await.unwrap()
-}
-
 /// Queues `count` sleep tasks while no worker runs, then starts a worker with
 /// `concurrency` actors and returns how long it took to finish them all.
 async fn drain_time(platform: &Platform, count: usize, ms: u64, concurrency: usize) -> Duration {
     let mut ids = Vec::new();
     for _ in 0..count {
-        let body = post(platform, json!({"type": "sleep", "payload": {"ms": ms}})).await;
+        let body = platform
+            .post_task(json!({"type": "sleep", "payload": {"ms": ms}}))
+            .await;
         ids.push(body["id"].as_str().unwrap().to_string());
     }
     assert_eq!(platform.vhost.queue_depth("task_queue"), Some(count as u64));
@@ -74,7 +64,9 @@ async fn two_worker_processes_share_one_queue_without_duplicates() {
     let _second = platform.spawn_worker(&[]).await;
     let mut ids = Vec::new();
     for _ in 0..20 {
-        let body = post(&platform, json!({"type": "sleep", "payload": {"ms": 100}})).await;
+        let body = platform
+            .post_task(json!({"type": "sleep", "payload": {"ms": 100}}))
+            .await;
         ids.push(body["id"].as_str().unwrap().to_string());
     }
     for id in &ids {
@@ -123,16 +115,18 @@ async fn sleep_tasks_keep_flowing_while_hash_tasks_run() {
     .await;
     let mut hashes = Vec::new();
     for i in 0..2 {
-        let body = post(
-            &platform,
-            json!({"type": "hash", "payload": {"data": format!("block-{i}"), "rounds": 100000}}),
-        )
-        .await;
+        let body = platform
+            .post_task(json!({"type": "hash", "payload": {"data": format!("block-{i}"), "rounds": 100000}}))
+            .await;
         hashes.push(body);
     }
     let mut sleeps = Vec::new();
     for _ in 0..12 {
-        sleeps.push(post(&platform, json!({"type": "sleep", "payload": {"ms": 5}})).await);
+        sleeps.push(
+            platform
+                .post_task(json!({"type": "sleep", "payload": {"ms": 5}}))
+                .await,
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     for task in hashes.iter().chain(&sleeps) {

@@ -4,45 +4,18 @@
 use std::time::{Duration, Instant};
 
 use e2e_tests::Platform;
-use serde_json::{json, Value};
-
-async fn post_task(platform: &Platform, task: Value) -> Value {
-    let response = platform
-        .http
-        .post(platform.url("/api/tasks"))
-        .json(&task)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    response.json().await.unwrap()
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_to_the_worker_lets_the_task_in_hand_finish_then_exits_with_spans_flushed() {
     let mut platform = Platform::start("worker-sigterm").await;
-    let accepted = post_task(&platform, json!({"type": "sleep", "payload": {"ms": 1500}})).await;
+    let accepted = platform
+        .post_task(json!({"type": "sleep", "payload": {"ms": 1500}}))
+        .await;
     let id = accepted["id"].as_str().unwrap().to_string();
     let trace_id = accepted["trace_id"].as_str().unwrap().to_string();
 
-    // Wait until the worker has it in hand.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let task: Value = platform
-            .http
-            .get(platform.url(&format!("/api/tasks/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if task["status"] == "processing" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never processing: {task}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    platform.wait_until_processing(&id).await;
 
     platform.worker.terminate();
     let status = platform
@@ -74,7 +47,9 @@ async fn sigterm_to_the_worker_lets_the_task_in_hand_finish_then_exits_with_span
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_to_the_backend_right_after_a_202_exits_promptly_and_exports_the_request_span() {
     let mut platform = Platform::start("backend-sigterm").await;
-    let accepted = post_task(&platform, json!({"type": "echo", "payload": {"n": 1}})).await;
+    let accepted = platform
+        .post_task(json!({"type": "echo", "payload": {"n": 1}}))
+        .await;
     let trace_id = accepted["trace_id"].as_str().unwrap().to_string();
     let started = Instant::now();
     platform.backend.terminate();
@@ -105,25 +80,11 @@ async fn a_task_outlasting_the_shutdown_timeout_is_left_unacknowledged_and_redel
         },
     )
     .await;
-    let accepted = post_task(&platform, json!({"type": "sleep", "payload": {"ms": 4000}})).await;
+    let accepted = platform
+        .post_task(json!({"type": "sleep", "payload": {"ms": 4000}}))
+        .await;
     let id = accepted["id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let task: Value = platform
-            .http
-            .get(platform.url(&format!("/api/tasks/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if task["status"] == "processing" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never processing: {task}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    platform.wait_until_processing(&id).await;
     let stopped_at = Instant::now();
     platform.worker.terminate();
     let status = platform

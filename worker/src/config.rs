@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shared::config::{env_in_range, env_or, env_string, ConfigError};
+use shared::config::{env_in_range, env_millis, env_or, env_string, ConfigError};
 use shared::task::{DEFAULT_AMQP_URL, DEFAULT_RESULT_QUEUE, DEFAULT_TASK_QUEUE};
 
 /// The port the service listens on unless `PORT` says otherwise.
@@ -59,25 +59,10 @@ impl Config {
             result_queue: env_string("RESULT_QUEUE", DEFAULT_RESULT_QUEUE),
             concurrency: env_in_range("WORKER_CONCURRENCY", 4, 1, 256)?,
             prefetch: env_in_range("WORKER_PREFETCH", 1, 1, 1000)?,
-            publish_timeout: Duration::from_millis(env_in_range(
-                "PUBLISH_TIMEOUT_MS",
-                4_000,
-                100,
-                60_000,
-            )?),
+            publish_timeout: env_millis("PUBLISH_TIMEOUT_MS", 4_000, 100, 60_000)?,
             max_attempts: env_in_range("TASK_MAX_ATTEMPTS", 3, 1, 100)?,
-            retry_delay: Duration::from_millis(env_in_range(
-                "TASK_RETRY_DELAY_MS",
-                1_000,
-                0,
-                3_600_000,
-            )?),
-            shutdown_timeout: Duration::from_millis(env_in_range(
-                "SHUTDOWN_TIMEOUT_MS",
-                30_000,
-                0,
-                600_000,
-            )?),
+            retry_delay: env_millis("TASK_RETRY_DELAY_MS", 1_000, 0, 3_600_000)?,
+            shutdown_timeout: env_millis("SHUTDOWN_TIMEOUT_MS", 30_000, 0, 600_000)?,
         })
     }
 }
