@@ -19,7 +19,8 @@ cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait || true
 }
-trap cleanup INT TERM EXIT
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 start() {
   local name=$1; shift
@@ -46,7 +47,7 @@ async-micro is running (logs in $logs/):
   gateway  http://localhost:${GATEWAY_PORT:-3000}   <- send requests here
   backend  http://localhost:${BACKEND_PORT:-8000}
   product  http://localhost:${PRODUCT_PORT:-8001}
-  worker   http://localhost:${WORKER_PORT:-8002}   (health and readiness)
+  worker   http://localhost:${WORKER_PORT:-8002}   (health, readiness, metrics)
   traces   OTLP to ${OTEL_EXPORTER_OTLP_ENDPOINT:-http://localhost:4317}
 Try: curl -s -XPOST localhost:${GATEWAY_PORT:-3000}/api/tasks -H 'content-type: application/json' -d '{"type":"hash","payload":{"data":"hi","rounds":1000}}'
 Ctrl-C stops everything.
