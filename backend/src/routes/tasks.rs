@@ -6,7 +6,7 @@ use opentelemetry::trace::{Status, TraceContextExt};
 use serde_json::json;
 use shared::{
     amqp::{Publish, PublishError},
-    http::{read_json, ApiError},
+    http::{only, read_json, ApiError},
     metrics::TaskMetrics,
     task::{TaskMessage, TaskRequest, ATTEMPT_HEADER},
     TracedSend,
@@ -22,8 +22,16 @@ use crate::{
 
 /// Registers the task routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/tasks", web::post().to(create_task))
-        .route("/api/tasks/{id}", web::get().to(get_task));
+    cfg.service(
+        web::resource("/api/tasks")
+            .route(web::post().to(create_task))
+            .default_service(only("POST")),
+    )
+    .service(
+        web::resource("/api/tasks/{id}")
+            .route(web::get().to(get_task))
+            .default_service(only("GET")),
+    );
 }
 
 /// Why a task could not be accepted or read.

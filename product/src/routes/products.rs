@@ -3,7 +3,10 @@
 use actix::Addr;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use shared::{http::ApiError, TracedSend};
+use shared::{
+    http::{only, ApiError},
+    TracedSend,
+};
 
 use crate::actors::{CatalogActor, GetProduct, ListProducts};
 
@@ -14,8 +17,16 @@ pub const MAX_LIMIT: usize = 100;
 
 /// Registers the product routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/products", web::get().to(list_products))
-        .route("/api/products/{id}", web::get().to(get_product));
+    cfg.service(
+        web::resource("/api/products")
+            .route(web::get().to(list_products))
+            .default_service(only("GET")),
+    )
+    .service(
+        web::resource("/api/products/{id}")
+            .route(web::get().to(get_product))
+            .default_service(only("GET")),
+    );
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,7 +10,7 @@ mod trace_response;
 
 use std::sync::Arc;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpResponse, ResponseError};
 use prometheus_client::registry::Registry;
 
 use crate::metrics::{metrics_endpoint, HttpMetrics, MetricsRegistry};
@@ -48,6 +48,24 @@ pub async fn ready(broker: web::Data<crate::amqp::Broker>) -> Result<HttpRespons
 /// The default service: a JSON 404 for routes that do not exist.
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::not_found("route_not_found", "no such route"))
+}
+
+/// The default service of a resource: a JSON 405 with the `Allow` header,
+/// e.g. `web::resource("/api/tasks").route(web::post().to(h)).default_service(only("POST"))`.
+pub fn only(allowed: &'static str) -> actix_web::Route {
+    web::to(move || async move {
+        let mut response = ApiError::new(
+            actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("this resource allows {allowed}"),
+        )
+        .error_response();
+        response.headers_mut().insert(
+            actix_web::http::header::ALLOW,
+            actix_web::http::header::HeaderValue::from_static(allowed),
+        );
+        response
+    })
 }
 
 /// Extractor configurations whose rejections are JSON 400s in our error
