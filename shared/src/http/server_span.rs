@@ -70,14 +70,17 @@ impl RootSpanBuilder for ServerSpan {
         };
         span.record("http.response.status_code", status.as_u16() as i64);
         // One line per request, in the request's trace. Probes stay quiet.
-        let path = match outcome {
-            Ok(response) => response.request().path().to_string(),
-            Err(_) => String::new(),
+        let (method, path) = match outcome {
+            Ok(response) => (
+                response.request().method().to_string(),
+                response.request().path().to_string(),
+            ),
+            Err(_) => (String::new(), String::new()),
         };
-        if matches!(path.as_str(), "/health" | "/ready") {
-            tracing::debug!(parent: &span, status = status.as_u16(), %path, "request completed");
+        if matches!(path.as_str(), "/health" | "/ready" | "/metrics") {
+            tracing::debug!(parent: &span, status = status.as_u16(), %method, %path, "request completed");
         } else {
-            tracing::info!(parent: &span, status = status.as_u16(), %path, "request completed");
+            tracing::info!(parent: &span, status = status.as_u16(), %method, %path, "request completed");
         }
         // For SERVER spans only 5xx is an error: a 4xx is the client's.
         if status.is_server_error() {

@@ -7,7 +7,7 @@ use opentelemetry::trace::TraceContextExt;
 use tracing::{dispatcher::WeakDispatch, field::Field, Dispatch, Event, Subscriber};
 use tracing_subscriber::{
     fmt::{
-        format::{Format, Full, Writer},
+        format::Writer,
         time::{FormatTime, SystemTime},
         FmtContext, FormatEvent, FormatFields,
     },
@@ -45,10 +45,7 @@ where
 {
     tracing_subscriber::fmt::layer()
         .with_ansi(false)
-        .event_format(TraceAwareFormat {
-            format,
-            text: tracing_subscriber::fmt::format().with_ansi(false),
-        })
+        .event_format(TraceAwareFormat { format })
 }
 
 pub(super) fn install<S>(subscriber: S) -> Result<(), tracing::subscriber::SetGlobalDefaultError>
@@ -62,7 +59,6 @@ where
 
 struct TraceAwareFormat {
     format: LogFormat,
-    text: Format<Full>,
 }
 
 impl<S, N> FormatEvent<S, N> for TraceAwareFormat
@@ -84,9 +80,30 @@ where
         let ids = current.as_ref().and_then(|span| otel_ids(&span.id()));
         match self.format {
             LogFormat::Text => {
-                let mut line = String::new();
-                self.text.format_event(ctx, Writer::new(&mut line), event)?;
-                write!(writer, "{}", line.trim_end_matches('\n'))?;
+                // One short line: what happened, its fields, where (the span),
+                // and the ids that lead to the trace. Span attributes stay in
+                // the trace instead of being repeated on every line.
+                let mut timestamp = String::new();
+                SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
+                let mut fields = JsonFields::default();
+                event.record(&mut fields);
+                let metadata = event.metadata();
+                write!(
+                    writer,
+                    "{timestamp} {:>5} {}: {}",
+                    metadata.level(),
+                    metadata.target(),
+                    fields.message.as_deref().unwrap_or_default()
+                )?;
+                for (key, value) in &fields.fields {
+                    match value {
+                        serde_json::Value::String(text) => write!(writer, " {key}={text}")?,
+                        other => write!(writer, " {key}={other}")?,
+                    }
+                }
+                if let Some(span) = &current {
+                    write!(writer, " span={}", span.name())?;
+                }
                 if let Some((trace_id, span_id)) = ids {
                     write!(writer, " trace_id={trace_id} span_id={span_id}")?;
                 }
