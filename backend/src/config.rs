@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::actors::StoreLimits;
 use shared::config::{env_in_range, env_millis, env_or, env_string, ConfigError};
 use shared::task::{DEFAULT_AMQP_URL, DEFAULT_RESULT_QUEUE, DEFAULT_TASK_QUEUE};
 
@@ -16,6 +17,7 @@ pub const ENV_VARS: &[&str] = &[
     "TASK_QUEUE",
     "RESULT_QUEUE",
     "TASK_STORE_CAPACITY",
+    "TASK_STORE_MAX_BYTES",
     "PUBLISH_TIMEOUT_MS",
 ];
 
@@ -32,6 +34,8 @@ pub struct Config {
     pub result_queue: String,
     /// `TASK_STORE_CAPACITY` (100000): tasks kept for `GET /api/tasks/{id}`.
     pub store_capacity: usize,
+    /// `TASK_STORE_MAX_BYTES` (536870912, 512 MiB): memory the kept tasks may take.
+    pub store_max_bytes: usize,
     /// `PUBLISH_TIMEOUT_MS` (4000): longest wait for a broker confirm before 503.
     pub publish_timeout: Duration,
 }
@@ -44,7 +48,18 @@ impl Config {
             amqp_url: env_string("AMQP_URL", DEFAULT_AMQP_URL),
             task_queue: env_string("TASK_QUEUE", DEFAULT_TASK_QUEUE),
             result_queue: env_string("RESULT_QUEUE", DEFAULT_RESULT_QUEUE),
-            store_capacity: env_in_range("TASK_STORE_CAPACITY", 100_000, 1, 100_000_000)?,
+            store_capacity: env_in_range(
+                "TASK_STORE_CAPACITY",
+                StoreLimits::default().max_tasks,
+                1,
+                100_000_000,
+            )?,
+            store_max_bytes: env_in_range(
+                "TASK_STORE_MAX_BYTES",
+                StoreLimits::default().max_bytes,
+                1024 * 1024,
+                usize::MAX,
+            )?,
             publish_timeout: env_millis("PUBLISH_TIMEOUT_MS", 4_000, 100, 60_000)?,
         })
     }

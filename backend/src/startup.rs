@@ -13,7 +13,7 @@ use shared::{
 use tracing_actix_web::TracingLogger;
 
 use crate::{
-    actors::{ResultConsumer, TaskStore},
+    actors::{ResultConsumer, StoreLimits, TaskStore},
     config::Config,
     routes,
 };
@@ -35,7 +35,11 @@ pub struct AppState {
 /// requests get up to 10 s to finish.
 pub async fn run(config: Config) -> std::io::Result<()> {
     let broker = Broker::new(config.amqp_url.clone(), "backend");
-    let store = TaskStore::new(config.store_capacity).start();
+    let store = TaskStore::new(StoreLimits {
+        max_tasks: config.store_capacity,
+        max_bytes: config.store_max_bytes,
+    })
+    .start();
     let task_publisher = QueuePublisher::new(
         broker.clone(),
         TaskQueues::new(config.task_queue.clone()).tasks(),

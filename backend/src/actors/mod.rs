@@ -6,5 +6,6 @@ mod task_store;
 
 pub use result_consumer::ResultConsumer;
 pub use task_store::{
-    ApplyStatusUpdate, GetTask, InsertTask, RemoveTask, TaskRecord, TaskStore, UpdateOutcome,
+    ApplyStatusUpdate, GetTask, InsertTask, RemoveTask, StoreLimits, TaskRecord, TaskStore,
+    UpdateOutcome,
 };

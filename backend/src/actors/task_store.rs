@@ -1,7 +1,8 @@
 //! The backend's record of every task and its status.
 //!
-//! Bounded: it keeps the most recent `capacity` tasks and forgets the oldest
-//! beyond that (their `GET` becomes 404). Status updates are idempotent and
+//! Bounded: it keeps the most recent `max_tasks` tasks, and fewer if their
+//! results together pass `max_bytes` (echo results can be 64 KiB each); the
+//! oldest are forgotten first (their `GET` becomes 404). Status updates are idempotent and
 //! never move a task backwards, so redelivered or reordered reports cannot
 //! corrupt it.
 
@@ -47,6 +48,16 @@ impl TaskRecord {
             result: None,
             error: None,
         }
+    }
+
+    /// Approximate memory held by this record, in bytes.
+    fn footprint(&self) -> usize {
+        const FIXED: usize = 160;
+        let result = self
+            .result
+            .as_ref()
+            .map_or(0, |r| serde_json::to_string(r).map_or(0, |s| s.len()));
+        FIXED + result + self.error.as_ref().map_or(0, String::len)
     }
 
     fn apply(&mut self, update: StatusUpdate) -> UpdateOutcome {
@@ -114,21 +125,62 @@ impl Message for ApplyStatusUpdate {
     type Result = UpdateOutcome;
 }
 
+/// How much the store may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreLimits {
+    /// Most tasks kept.
+    pub max_tasks: usize,
+    /// Most bytes (approximate) their records may take together.
+    pub max_bytes: usize,
+}
+
+impl Default for StoreLimits {
+    /// The last 100,000 tasks, within 512 MiB.
+    fn default() -> Self {
+        Self {
+            max_tasks: 100_000,
+            max_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
 /// The actor holding the task records.
 pub struct TaskStore {
     tasks: HashMap<Uuid, TaskRecord>,
     // Insertion order, for evicting the oldest; may hold ids already removed.
     order: VecDeque<Uuid>,
-    capacity: usize,
+    bytes: usize,
+    limits: StoreLimits,
 }
 
 impl TaskStore {
-    /// A store keeping at most `capacity` tasks.
-    pub fn new(capacity: usize) -> Self {
+    /// An empty store within `limits`.
+    pub fn new(limits: StoreLimits) -> Self {
         Self {
             tasks: HashMap::new(),
             order: VecDeque::new(),
-            capacity: capacity.max(1),
+            bytes: 0,
+            limits: StoreLimits {
+                max_tasks: limits.max_tasks.max(1),
+                max_bytes: limits.max_bytes,
+            },
+        }
+    }
+
+    /// Forgets the oldest tasks until the store is within its limits.
+    fn evict(&mut self) {
+        while self.tasks.len() > self.limits.max_tasks || self.bytes > self.limits.max_bytes {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(record) = self.tasks.remove(&oldest) {
+                self.bytes -= record.footprint();
+            }
+        }
+        // Ids of removed tasks linger in `order`; compact before they pile up.
+        if self.order.len() > 2 * self.tasks.len() + 64 {
+            let tasks = &self.tasks;
+            self.order.retain(|id| tasks.contains_key(id));
         }
     }
 }
@@ -143,16 +195,12 @@ impl Handler<Traced<InsertTask>> for TaskStore {
     fn handle(&mut self, msg: Traced<InsertTask>, _: &mut Self::Context) {
         let (InsertTask(record), span) = msg.into_parts(tracing::info_span!("store-task"));
         let _entered = span.enter();
-        while self.tasks.len() >= self.capacity {
-            match self.order.pop_front() {
-                Some(oldest) => {
-                    self.tasks.remove(&oldest);
-                }
-                None => break,
-            }
-        }
+        self.bytes += record.footprint();
         self.order.push_back(record.id);
-        self.tasks.insert(record.id, record);
+        if let Some(replaced) = self.tasks.insert(record.id, record) {
+            self.bytes -= replaced.footprint();
+        }
+        self.evict();
     }
 }
 
@@ -162,7 +210,9 @@ impl Handler<Traced<RemoveTask>> for TaskStore {
     fn handle(&mut self, msg: Traced<RemoveTask>, _: &mut Self::Context) {
         let (RemoveTask(id), span) = msg.into_parts(tracing::info_span!("remove-task"));
         let _entered = span.enter();
-        self.tasks.remove(&id);
+        if let Some(record) = self.tasks.remove(&id) {
+            self.bytes -= record.footprint();
+        }
         // Stale ids in `order` are skipped at eviction; drop the common case now.
         if self.order.back() == Some(&id) {
             self.order.pop_back();
@@ -196,9 +246,15 @@ impl Handler<Traced<ApplyStatusUpdate>> for TaskStore {
         let _entered = span.enter();
         let id = update.id;
         let outcome = match self.tasks.get_mut(&id) {
-            Some(record) => record.apply(update),
+            Some(record) => {
+                let before = record.footprint();
+                let outcome = record.apply(update);
+                self.bytes = self.bytes - before + record.footprint();
+                outcome
+            }
             None => UpdateOutcome::UnknownTask,
         };
+        self.evict();
         match outcome {
             UpdateOutcome::Applied => tracing::debug!(task.id = %id, "status updated"),
             UpdateOutcome::UnknownTask => {
@@ -265,7 +321,11 @@ mod tests {
         actix::System::new().block_on(async {
             use actix::Actor;
             use shared::TracedSend;
-            let store = TaskStore::new(2).start();
+            let store = TaskStore::new(StoreLimits {
+                max_tasks: 2,
+                max_bytes: usize::MAX,
+            })
+            .start();
             let ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
             for id in &ids {
                 store
@@ -274,7 +334,53 @@ mod tests {
                     .unwrap();
             }
             assert_eq!(store.send_traced(GetTask(ids[0])).await.unwrap(), None);
+            assert!(store.send_traced(GetTask(ids[1])).await.unwrap().is_some());
             assert!(store.send_traced(GetTask(ids[2])).await.unwrap().is_some());
+        });
+    }
+
+    #[test]
+    fn by_default_the_last_100_000_tasks_are_kept_and_the_one_before_is_forgotten() {
+        let mut store = TaskStore::new(StoreLimits::default());
+        let ids: Vec<Uuid> = (0..100_001).map(|_| Uuid::new_v4()).collect();
+        for id in &ids {
+            let record = TaskRecord::queued(*id, TaskType::Sleep);
+            store.bytes += record.footprint();
+            store.order.push_back(*id);
+            store.tasks.insert(*id, record);
+            store.evict();
+        }
+        assert_eq!(store.tasks.len(), 100_000);
+        assert!(!store.tasks.contains_key(&ids[0]));
+        assert!(store.tasks.contains_key(&ids[1]));
+        assert!(store.order.len() <= 2 * 100_000 + 64);
+        assert!(store.bytes < StoreLimits::default().max_bytes);
+    }
+
+    #[test]
+    fn large_results_make_the_store_forget_old_tasks_sooner() {
+        actix::System::new().block_on(async {
+            use actix::Actor;
+            use shared::TracedSend;
+            let store = TaskStore::new(StoreLimits {
+                max_tasks: 100,
+                max_bytes: 3_000,
+            })
+            .start();
+            let ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+            for id in &ids {
+                store
+                    .send_traced(InsertTask(TaskRecord::queued(*id, TaskType::Echo)))
+                    .await
+                    .unwrap();
+                let mut done = update(*id, TaskStatus::Succeeded, 1);
+                done.result = Some(serde_json::json!({"blob": "x".repeat(1_000)}));
+                store.send_traced(ApplyStatusUpdate(done)).await.unwrap();
+            }
+            // ~1.2 KB each: the third result pushed the first one out.
+            assert_eq!(store.send_traced(GetTask(ids[0])).await.unwrap(), None);
+            let kept = store.send_traced(GetTask(ids[2])).await.unwrap().unwrap();
+            assert_eq!(kept.status, TaskStatus::Succeeded);
         });
     }
 }
