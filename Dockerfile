@@ -19,7 +19,8 @@ RUN for crate in shared tests; do mkdir -p "$crate/src" && touch "$crate/src/lib
       mkdir -p "$svc/src" && touch "$svc/src/lib.rs" && echo 'fn main() {}' > "$svc/src/main.rs"; \
     done \
  && cargo build --release --locked -p gateway -p backend -p product -p worker \
- && rm -rf shared/src gateway/src backend/src product/src worker/src tests/src
+ && rm -rf shared/src gateway/src backend/src product/src worker/src
+# (tests/ keeps its stub: it is a workspace member, but no image needs it.)
 
 # 2. The sources: only our crates recompile.
 COPY shared shared

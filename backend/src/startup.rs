@@ -75,10 +75,11 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             .configure(routes::tasks::configure)
             .default_service(web::to(not_found))
     })
+    .disable_signals()
     .shutdown_timeout(10)
     .bind(("0.0.0.0", config.port))?;
     tracing::info!(port = config.port, queue = %config.task_queue, "backend listening");
-    server.run().await?;
+    shared::service::serve_until_signal(server.run()).await?;
     // Give the span of the last request a moment to end before the flush.
     actix::clock::sleep(Duration::from_millis(50)).await;
     Ok(())

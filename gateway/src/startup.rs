@@ -37,6 +37,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             .configure(proxy::configure)
             .default_service(web::to(not_found))
     })
+    .disable_signals()
     .shutdown_timeout(10)
     .bind(("0.0.0.0", config.port))?;
     tracing::info!(
@@ -45,5 +46,5 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         product = %config.product_url,
         "gateway listening"
     );
-    server.run().await
+    shared::service::serve_until_signal(server.run()).await
 }

@@ -24,8 +24,9 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             .configure(routes::products::configure)
             .default_service(web::to(not_found))
     })
+    .disable_signals()
     .shutdown_timeout(10)
     .bind(("0.0.0.0", config.port))?;
     tracing::info!(port = config.port, "product listening");
-    server.run().await
+    shared::service::serve_until_signal(server.run()).await
 }

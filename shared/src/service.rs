@@ -56,6 +56,36 @@ where
     code
 }
 
+/// Runs an HTTP server (built with `disable_signals()`) until SIGTERM or
+/// SIGINT, then stops it gracefully: no new connections, in-flight requests
+/// finish (within the server's `shutdown_timeout`). actix-server's own
+/// handling treats SIGINT as a forced stop, which would cut requests off.
+pub async fn serve_until_signal(server: actix_web::dev::Server) -> std::io::Result<()> {
+    let handle = server.handle();
+    actix::spawn(async move {
+        let signal = shutdown_signal().await;
+        tracing::info!(signal, "shutdown requested; finishing in-flight work");
+        handle.stop(true).await;
+    });
+    server.await
+}
+
+/// Waits for SIGTERM or SIGINT and names it.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+        },
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot listen for SIGTERM; only SIGINT stops the service");
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}
+
 /// `GET http://127.0.0.1:$PORT/health` with a 2 s budget: exit 0 on a 200.
 fn healthcheck() -> ExitCode {
     use std::{

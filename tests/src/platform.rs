@@ -159,6 +159,11 @@ impl ServiceProcess {
         signal(self.pid(), "TERM");
     }
 
+    /// Sends SIGINT (Ctrl-C): also a graceful stop.
+    pub fn interrupt(&self) {
+        signal(self.pid(), "INT");
+    }
+
     /// Sends SIGKILL (no chance to clean up).
     pub fn kill(&mut self) {
         let _ = self.child.kill();

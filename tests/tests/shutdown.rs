@@ -1,20 +1,38 @@
-//! SIGTERM: services stop taking work, finish what is in flight, flush their
-//! spans and exit.
+//! SIGTERM and SIGINT: services stop taking work, finish what is in flight,
+//! flush their spans and exit.
+//!
+//! These platforms export spans only once a minute (`OTEL_BSP_SCHEDULE_DELAY`),
+//! so a span that reaches the collector got there through the flush at exit.
 
 use std::time::{Duration, Instant};
 
-use e2e_tests::Platform;
+use e2e_tests::{Platform, PlatformOptions, Service};
 use serde_json::json;
 
+fn flush_only_at_exit(
+    worker_concurrency: usize,
+    extra: &[(Service, &str, &str)],
+) -> PlatformOptions {
+    PlatformOptions {
+        env: vec![("OTEL_BSP_SCHEDULE_DELAY".into(), "60000".into())],
+        service_env: extra
+            .iter()
+            .map(|(s, k, v)| (*s, k.to_string(), v.to_string()))
+            .collect(),
+        worker_concurrency,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_to_the_worker_lets_the_task_in_hand_finish_then_exits_with_spans_flushed() {
-    let mut platform = Platform::start("worker-sigterm").await;
-    let accepted = platform
+async fn sigterm_to_the_worker_finishes_the_task_in_hand_starts_no_other_and_flushes_spans() {
+    let mut platform = Platform::start_with("worker-sigterm", flush_only_at_exit(1, &[])).await;
+    let first = platform
         .post_task(json!({"type": "sleep", "payload": {"ms": 1500}}))
         .await;
-    let id = accepted["id"].as_str().unwrap().to_string();
-    let trace_id = accepted["trace_id"].as_str().unwrap().to_string();
-
+    let second = platform
+        .post_task(json!({"type": "sleep", "payload": {"ms": 10}}))
+        .await;
+    let id = first["id"].as_str().unwrap().to_string();
     platform.wait_until_processing(&id).await;
 
     platform.worker.terminate();
@@ -28,8 +46,14 @@ async fn sigterm_to_the_worker_lets_the_task_in_hand_finish_then_exits_with_span
     let task = platform.wait_for_task(&id, Duration::from_secs(5)).await;
     assert_eq!(task["status"], "succeeded", "{task}");
     assert_eq!(task["result"], json!({"slept_ms": 1500}));
-    // Its spans were flushed before exit.
-    let trace = platform.collector.trace(&trace_id);
+    // The queued task was not started: it waits, unacknowledged work handed back.
+    let waiting = platform.get_task(second["id"].as_str().unwrap()).await;
+    assert_eq!(waiting["status"], "queued", "{waiting}");
+    assert_eq!(platform.vhost.queue_depth("task_queue"), Some(1));
+    // Its spans were flushed on the way out.
+    let trace = platform
+        .collector
+        .trace(first["trace_id"].as_str().unwrap());
     assert!(
         trace.has("worker-service", "process-task"),
         "{}",
@@ -40,13 +64,38 @@ async fn sigterm_to_the_worker_lets_the_task_in_hand_finish_then_exits_with_span
         "{}",
         trace.render()
     );
-    // Acknowledged: nothing waits in the queue for redelivery.
-    assert_eq!(platform.vhost.queue_depth("task_queue"), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_is_a_graceful_stop_too() {
+    let mut platform = Platform::start_with("worker-sigint", flush_only_at_exit(1, &[])).await;
+    let accepted = platform
+        .post_task(json!({"type": "sleep", "payload": {"ms": 1000}}))
+        .await;
+    let id = accepted["id"].as_str().unwrap().to_string();
+    platform.wait_until_processing(&id).await;
+    platform.worker.interrupt();
+    let status = platform
+        .worker
+        .wait_exit(Duration::from_secs(15))
+        .await
+        .expect("worker exits");
+    assert!(status.success(), "{status}");
+    let task = platform.wait_for_task(&id, Duration::from_secs(5)).await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    let trace = platform
+        .collector
+        .trace(accepted["trace_id"].as_str().unwrap());
+    assert!(
+        trace.has("worker-service", "process-task"),
+        "{}",
+        trace.render()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_to_the_backend_right_after_a_202_exits_promptly_and_exports_the_request_span() {
-    let mut platform = Platform::start("backend-sigterm").await;
+    let mut platform = Platform::start_with("backend-sigterm", flush_only_at_exit(2, &[])).await;
     let accepted = platform
         .post_task(json!({"type": "echo", "payload": {"n": 1}}))
         .await;
@@ -69,15 +118,7 @@ async fn sigterm_to_the_backend_right_after_a_202_exits_promptly_and_exports_the
 async fn a_task_outlasting_the_shutdown_timeout_is_left_unacknowledged_and_redelivered() {
     let mut platform = Platform::start_with(
         "worker-shutdown-timeout",
-        e2e_tests::PlatformOptions {
-            service_env: vec![(
-                e2e_tests::Service::Worker,
-                "SHUTDOWN_TIMEOUT_MS".into(),
-                "300".into(),
-            )],
-            worker_concurrency: 1,
-            ..Default::default()
-        },
+        flush_only_at_exit(1, &[(Service::Worker, "SHUTDOWN_TIMEOUT_MS", "300")]),
     )
     .await;
     let accepted = platform

@@ -1,6 +1,11 @@
 //! Starts the executor, the status reporter and the consumer actors, serves
 //! health on HTTP, and drains the consumers on SIGTERM.
 
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
+
 use actix::{Actor, Addr};
 use actix_web::{middleware::from_fn, web, App, HttpServer};
 use futures_util::future::join_all;
@@ -40,6 +45,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             .start(),
         queues,
         metrics,
+        draining: Arc::new(AtomicBool::new(false)),
         retry: RetryPolicy {
             max_attempts: config.max_attempts,
             base_delay: config.retry_delay,
@@ -63,6 +69,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             .default_service(web::to(not_found))
     })
     .workers(1)
+    .disable_signals()
     .shutdown_timeout(5)
     .bind(("0.0.0.0", config.port))?;
     tracing::info!(
@@ -73,9 +80,10 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         max_attempts = config.max_attempts,
         "worker started"
     );
-    server.run().await?;
+    shared::service::serve_until_signal(server.run()).await?;
 
-    tracing::info!("shutdown requested; finishing in-flight tasks");
+    tracing::info!("finishing in-flight tasks");
+    handling.draining.store(true, Ordering::Release);
     let drained = join_all(
         consumers
             .iter()

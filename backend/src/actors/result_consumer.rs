@@ -66,7 +66,7 @@ impl StreamHandler<lapin::Result<Delivery>> for ResultConsumer {
         let delivery = match item {
             Ok(delivery) => delivery,
             Err(err) => {
-                tracing::warn!(error = %err, "status report stream error");
+                tracing::debug!(error = %err, "status report stream error");
                 return;
             }
         };
@@ -77,7 +77,8 @@ impl StreamHandler<lapin::Result<Delivery>> for ResultConsumer {
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
-        tracing::warn!(queue = %self.queue.name, "status report subscription ended; resubscribing");
+        // The Broker logs the connection loss once.
+        tracing::debug!(queue = %self.queue.name, "status report subscription ended; resubscribing");
         self.subscribe(ctx);
     }
 }

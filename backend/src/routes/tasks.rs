@@ -71,7 +71,9 @@ async fn create_task(
     let queued = enqueue(&state, id, request).instrument(span.clone()).await;
     if let Err(err) = queued {
         span.set_status(Status::error(err.to_string()));
-        tracing::warn!(parent: &span, task.id = %id, error = %err, "task rejected");
+        // Debug: during a broker outage every POST fails the same way, and the
+        // Broker has already logged the outage once.
+        tracing::debug!(parent: &span, task.id = %id, error = %err, "task rejected");
         return Err(err.into());
     }
     Ok(HttpResponse::Accepted()

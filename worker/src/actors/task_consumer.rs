@@ -16,7 +16,13 @@
 //! once, with idempotent status updates). Poison messages (not a task) go
 //! straight to the dead-letter queue.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use actix::{
     Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message,
@@ -76,6 +82,9 @@ pub struct TaskHandling {
     pub queues: TaskQueues,
     /// Task counters, durations and busy consumers.
     pub metrics: TaskMetrics,
+    /// Set (by start-up, not through the mailbox) when the worker is shutting
+    /// down: from then on no consumer starts a new task.
+    pub draining: Arc<AtomicBool>,
     /// Retry policy.
     pub retry: RetryPolicy,
 }
@@ -108,7 +117,9 @@ impl TaskConsumer {
         let queue = self.handling.queues.tasks();
         let dead_letters = self.handling.queues.dead_letters();
         let (prefetch, tag) = (self.prefetch, self.tag.clone());
-        ctx.wait(
+        // `spawn`, not `wait`: StopConsuming must get through while the
+        // broker is still unreachable.
+        ctx.spawn(
             async move {
                 let subscription = subscribe_with_retry(&broker, &queue, prefetch, &tag).await;
                 // Declared up front so operators see (and can alert on) it.
@@ -144,6 +155,11 @@ impl StreamHandler<lapin::Result<Delivery>> for TaskConsumer {
                 return;
             }
         };
+        if self.handling.draining.load(Ordering::Acquire) {
+            // Left unacknowledged: closing the channel hands it back to the broker.
+            tracing::debug!(consumer = %self.tag, "shutting down; not starting a new task");
+            return;
+        }
         let span = process_span(&delivery, &self.handling.queues.tasks().name);
         let work = process(delivery, self.handling.clone());
         // `wait`: this actor takes its next message (or StopConsuming) only
@@ -153,10 +169,11 @@ impl StreamHandler<lapin::Result<Delivery>> for TaskConsumer {
 
     fn finished(&mut self, ctx: &mut Self::Context) {
         self.channel = None;
-        if self.stopping {
+        if self.stopping || self.handling.draining.load(Ordering::Acquire) {
             ctx.stop();
         } else {
-            tracing::warn!(consumer = %self.tag, "task subscription ended; resubscribing");
+            // The Broker logs the connection loss once; this is per actor.
+            tracing::debug!(consumer = %self.tag, "task subscription ended; resubscribing");
             self.subscribe(ctx);
         }
     }
