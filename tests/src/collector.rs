@@ -118,10 +118,17 @@ pub struct OtlpCollector {
 impl OtlpCollector {
     /// Starts both listeners on free loopback ports.
     pub async fn start() -> Self {
+        Self::start_at("127.0.0.1:0").await
+    }
+
+    /// Starts the gRPC listener on `grpc_addr` (the HTTP one on a free port).
+    pub async fn start_at(grpc_addr: &str) -> Self {
         let spans: Store = Arc::default();
         let mut stops = Vec::new();
 
-        let grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind grpc");
+        let grpc = TcpListener::bind(grpc_addr)
+            .await
+            .unwrap_or_else(|e| panic!("bind the OTLP gRPC receiver to {grpc_addr}: {e}"));
         let grpc_addr = grpc.local_addr().expect("grpc addr");
         let (stop, stopped) = oneshot::channel::<()>();
         stops.push(stop);

@@ -134,8 +134,26 @@ async fn bad_task_requests_get_400_413_422_with_json_errors_and_nothing_is_queue
     assert_eq!(response.status(), 404);
     assert_error_body(&response.json().await.unwrap(), "route_not_found");
 
-    // None of the rejected requests reached the queue: only the one accepted
-    // task was ever processed, so the queue is empty.
+    // None of the rejected requests reached the broker: the backend published
+    // exactly the one task it accepted, and the worker ran exactly that one.
+    let metrics = platform
+        .http
+        .get(format!("{}/metrics", platform.backend.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let published: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("tasks_published_total"))
+        .collect();
+    assert_eq!(
+        published,
+        ["tasks_published_total{task_type=\"echo\"} 1"],
+        "{metrics}"
+    );
     assert_eq!(platform.vhost.queue_depth("task_queue"), Some(0));
 }
 

@@ -59,8 +59,26 @@ async fn a_task_is_one_trace_from_the_gateway_through_rabbitmq_to_the_worker_and
         })
         .await;
 
-    // 1. everything in the incoming trace; 2. gateway SERVER under the caller's span
-    assert!(trace.spans().iter().all(|s| s.trace_id == INCOMING_TRACE));
+    // 1. everything about this task is in the incoming trace (no span of it
+    // started a trace of its own); 2. gateway SERVER under the caller's span
+    let about_task: Vec<_> = platform
+        .collector
+        .spans()
+        .into_iter()
+        .filter(|s| s.attr("task.id") == Some(&id) || s.attr("messaging.message.id") == Some(&id))
+        // Our own GET /api/tasks/{id} polls are separate requests, separate traces.
+        .filter(|s| s.name != "get-task")
+        .collect();
+    assert!(about_task.len() >= 6, "{about_task:?}");
+    assert!(
+        about_task.iter().all(|s| s.trace_id == INCOMING_TRACE),
+        "spans outside the trace: {:?}",
+        about_task
+            .iter()
+            .filter(|s| s.trace_id != INCOMING_TRACE)
+            .map(|s| (&s.service, &s.name))
+            .collect::<Vec<_>>()
+    );
     let gateway_server = trace.find_kind("gateway-service", "POST /api/tasks", SpanKind::Server);
     assert_kind(gateway_server, SpanKind::Server);
     assert_eq!(gateway_server.parent_span_id, INCOMING_SPAN);

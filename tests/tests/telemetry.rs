@@ -115,6 +115,17 @@ async fn samplers_decide_what_is_exported_and_the_sdk_can_be_disabled() {
         ]),
     )
     .await;
+    // Ratio 0 for new traces, but a sampled caller is followed.
+    let parent_ratio = start_product(
+        "otel-parent-ratio",
+        env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &grpc),
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0"),
+            ("OTEL_SERVICE_NAME", "parent-ratio"),
+        ]),
+    )
+    .await;
     let disabled = start_product(
         "otel-disabled",
         env(&[
@@ -141,8 +152,22 @@ async fn samplers_decide_what_is_exported_and_the_sdk_can_be_disabled() {
             200
         );
     }
-    // The disabled SDK still serves requests with a traceresponse.
-    for service in [default_sampler, always_off, ratio_zero, disabled] {
+    let followed = "88888888888888888888888888888888";
+    assert_eq!(
+        get_with_parent(&parent_ratio, "/api/products", followed, "01").await,
+        200
+    );
+    let root = reqwest::get(format!("{}/api/products/4", parent_ratio.url()))
+        .await
+        .unwrap();
+    assert_eq!(root.status(), 200);
+    for service in [
+        default_sampler,
+        always_off,
+        ratio_zero,
+        parent_ratio,
+        disabled,
+    ] {
         stop_and_flush(service).await;
     }
 
@@ -154,6 +179,19 @@ async fn samplers_decide_what_is_exported_and_the_sdk_can_be_disabled() {
     assert!(
         !spans.iter().any(|s| s.trace_id == unsampled),
         "unsampled parent exported"
+    );
+    // parentbased_traceidratio=0: the sampled caller's trace is kept, nothing else.
+    let parent_ratio_spans: Vec<_> = spans
+        .iter()
+        .filter(|s| s.service == "parent-ratio")
+        .collect();
+    assert!(
+        !parent_ratio_spans.is_empty(),
+        "the sampled parent was not followed"
+    );
+    assert!(
+        parent_ratio_spans.iter().all(|s| s.trace_id == followed),
+        "a new root was sampled"
     );
     for silent in ["sampled-off", "ratio-zero", "sdk-disabled"] {
         assert!(
@@ -205,19 +243,106 @@ async fn json_logs_carry_the_trace_and_span_id_of_their_span() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jaeger_agent_host_alone_sends_otlp_to_that_host_and_says_so() {
+async fn jaeger_agent_host_alone_sends_otlp_to_that_hosts_port_4317_and_says_so() {
+    // 127.0.0.2 is loopback too; its port 4317 is ours even where a local
+    // collector holds 127.0.0.1:4317.
+    let collector = OtlpCollector::start_at("127.0.0.2:4317").await;
     let product = start_product(
         "jaeger-agent",
         env(&[
-            ("JAEGER_AGENT_HOST", "127.0.0.1"),
+            ("JAEGER_AGENT_HOST", "127.0.0.2"),
             ("JAEGER_AGENT_PORT", "6831"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
         ]),
     )
     .await;
     let logs = product.logs();
     assert!(
-        logs.contains("JAEGER_AGENT_HOST=127.0.0.1") && logs.contains("http://127.0.0.1:4317"),
+        logs.contains("JAEGER_AGENT_HOST=127.0.0.2") && logs.contains("http://127.0.0.2:4317"),
         "start-up log should explain the OTLP endpoint:\n{logs}"
     );
+    let trace_id = "55555555555555555555555555555555";
+    assert_eq!(
+        get_with_parent(&product, "/api/products/7", trace_id, "01").await,
+        200
+    );
+    collector
+        .wait_for_trace(trace_id, Duration::from_secs(20), |t| {
+            t.has("product-service", "catalog-lookup")
+        })
+        .await;
     stop_and_flush(product).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_log_quiets_the_logs_but_never_drops_spans_and_text_logs_carry_trace_ids() {
+    let collector = OtlpCollector::start().await;
+    let grpc = collector.grpc_endpoint();
+    let quiet = start_product(
+        "rust-log-warn",
+        env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &grpc),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("RUST_LOG", "warn"),
+            ("OTEL_SERVICE_NAME", "quiet-product"),
+        ]),
+    )
+    .await;
+    let chatty = start_product(
+        "rust-log-info",
+        env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &grpc),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ]),
+    )
+    .await;
+    let quiet_trace = "66666666666666666666666666666666";
+    let chatty_trace = "77777777777777777777777777777777";
+    assert_eq!(
+        get_with_parent(&quiet, "/api/products/1", quiet_trace, "01").await,
+        200
+    );
+    assert_eq!(
+        get_with_parent(&chatty, "/api/products/1", chatty_trace, "01").await,
+        200
+    );
+
+    // Spans of info level still reach the collector with RUST_LOG=warn.
+    collector
+        .wait_for_trace(quiet_trace, Duration::from_secs(20), |t| {
+            t.has("quiet-product", "catalog-lookup")
+                && t.has("quiet-product", "GET /api/products/{id}")
+        })
+        .await;
+    assert!(
+        !quiet.logs().contains("request completed"),
+        "{}",
+        quiet.logs()
+    );
+
+    // The default text format puts the ids of the span on the line.
+    let trace = collector
+        .wait_for_trace(chatty_trace, Duration::from_secs(20), |t| {
+            t.has("product-service", "GET /api/products/{id}")
+        })
+        .await;
+    let server = trace.find("product-service", "GET /api/products/{id}");
+    let logs = chatty.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("request completed") && l.contains(chatty_trace))
+        .unwrap_or_else(|| panic!("no request line with the trace id:\n{logs}"));
+    assert!(
+        line.contains(&format!(
+            "trace_id={chatty_trace} span_id={}",
+            server.span_id
+        )),
+        "{line}"
+    );
+    assert!(
+        line.contains(" INFO ") && line.contains("status=200"),
+        "{line}"
+    );
+    stop_and_flush(quiet).await;
+    stop_and_flush(chatty).await;
 }
