@@ -97,6 +97,23 @@ async fn metrics_after_real_traffic_have_the_values_that_traffic_implies() {
         platform.http.get(platform.url(path)).send().await.unwrap();
     }
 
+    // While a task runs, one consumer actor is busy.
+    let running = platform
+        .post_task(json!({"type": "sleep", "payload": {"ms": 1500}}))
+        .await;
+    let running_id = running["id"].as_str().unwrap().to_string();
+    trace_ids.push(running["trace_id"].as_str().unwrap().to_string());
+    platform.wait_until_processing(&running_id).await;
+    let during = scrape(&platform, &platform.worker).await;
+    assert_eq!(
+        sample(&during, "worker_consumers_busy", &[]),
+        1.0,
+        "{during}"
+    );
+    platform
+        .wait_for_task(&running_id, Duration::from_secs(30))
+        .await;
+
     let duration = "http_server_request_duration_seconds_count";
     let gateway = scrape(&platform, &platform.gateway).await;
     let post = |status| {
@@ -106,7 +123,7 @@ async fn metrics_after_real_traffic_have_the_values_that_traffic_implies() {
             ("http_response_status_code", status),
         ]
     };
-    assert_eq!(sample(&gateway, duration, &post("202")), 5.0);
+    assert_eq!(sample(&gateway, duration, &post("202")), 6.0);
     assert_eq!(sample(&gateway, duration, &post("400")), 1.0);
     let product_route = |status| {
         [
@@ -134,14 +151,14 @@ async fn metrics_after_real_traffic_have_the_values_that_traffic_implies() {
     assert_eq!(sample(&product, duration, &product_route("404")), 1.0);
 
     let backend = scrape(&platform, &platform.backend).await;
-    assert_eq!(sample(&backend, duration, &post("202")), 5.0);
+    assert_eq!(sample(&backend, duration, &post("202")), 6.0);
     assert_eq!(
         sample(&backend, "tasks_published_total", &[("task_type", "echo")]),
         3.0
     );
     assert_eq!(
         sample(&backend, "tasks_published_total", &[("task_type", "sleep")]),
-        1.0
+        2.0
     );
     assert_eq!(
         sample(&backend, "tasks_published_total", &[("task_type", "hash")]),
@@ -175,7 +192,7 @@ async fn metrics_after_real_traffic_have_the_values_that_traffic_implies() {
             processing,
             &[("task_type", "sleep"), ("outcome", "succeeded")]
         ),
-        1.0
+        2.0
     );
     assert_eq!(
         sample(
