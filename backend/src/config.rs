@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::actors::StoreLimits;
+use shared::amqp::QueueType;
 use shared::config::{env_in_range, env_millis, env_or, env_string, ConfigError};
 use shared::task::{DEFAULT_AMQP_URL, DEFAULT_RESULT_QUEUE, DEFAULT_TASK_QUEUE};
 
@@ -16,6 +17,7 @@ pub const ENV_VARS: &[&str] = &[
     "AMQP_URL",
     "TASK_QUEUE",
     "RESULT_QUEUE",
+    "QUEUE_TYPE",
     "TASK_STORE_CAPACITY",
     "TASK_STORE_MAX_BYTES",
     "PUBLISH_TIMEOUT_MS",
@@ -30,6 +32,9 @@ pub struct Config {
     pub amqp_url: String,
     /// `TASK_QUEUE` (`task_queue`).
     pub task_queue: String,
+    /// `QUEUE_TYPE` (`classic`): `quorum` on a multi-node cluster. Backend
+    /// and worker must agree (RabbitMQ refuses a redeclaration that differs).
+    pub queue_type: QueueType,
     /// `RESULT_QUEUE` (`task_results`): status reports from the worker.
     pub result_queue: String,
     /// `TASK_STORE_CAPACITY` (100000): tasks kept for `GET /api/tasks/{id}`.
@@ -48,6 +53,7 @@ impl Config {
             amqp_url: env_string("AMQP_URL", DEFAULT_AMQP_URL),
             task_queue: env_string("TASK_QUEUE", DEFAULT_TASK_QUEUE),
             result_queue: env_string("RESULT_QUEUE", DEFAULT_RESULT_QUEUE),
+            queue_type: env_or("QUEUE_TYPE", QueueType::Classic)?,
             store_capacity: env_in_range(
                 "TASK_STORE_CAPACITY",
                 StoreLimits::default().max_tasks,

@@ -42,13 +42,13 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     .start();
     let task_publisher = QueuePublisher::new(
         broker.clone(),
-        TaskQueues::new(config.task_queue.clone()).tasks(),
+        TaskQueues::new(config.task_queue.clone(), config.queue_type).tasks(),
         config.publish_timeout,
     )
     .start();
     let _results = ResultConsumer::new(
         broker.clone(),
-        QueueSpec::durable(config.result_queue.clone()),
+        QueueSpec::durable(config.result_queue.clone(), config.queue_type),
         store.clone(),
     )
     .start();

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::amqp::QueueSpec;
+use crate::amqp::{QueueSpec, QueueType};
 
 /// The task queue's name unless `TASK_QUEUE` says otherwise.
 pub const DEFAULT_TASK_QUEUE: &str = "task_queue";
@@ -32,29 +32,35 @@ pub const ATTEMPT_HEADER: &str = "x-attempt";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskQueues {
     name: String,
+    kind: QueueType,
 }
 
 impl TaskQueues {
-    /// The queues around `task_queue`.
-    pub fn new(task_queue: impl Into<String>) -> Self {
+    /// The queues around `task_queue`, all of type `kind`.
+    pub fn new(task_queue: impl Into<String>, kind: QueueType) -> Self {
         Self {
             name: task_queue.into(),
+            kind,
         }
     }
 
     /// The task queue.
     pub fn tasks(&self) -> QueueSpec {
-        QueueSpec::durable(self.name.clone())
+        QueueSpec::durable(self.name.clone(), self.kind)
     }
 
     /// Where tasks end up that can never succeed.
     pub fn dead_letters(&self) -> QueueSpec {
-        QueueSpec::durable(format!("{}.dlq", self.name))
+        QueueSpec::durable(format!("{}.dlq", self.name), self.kind)
     }
 
     /// Where a task waits before attempt `next_attempt`.
     pub fn retry(&self, next_attempt: u32) -> QueueSpec {
-        QueueSpec::delay_into(format!("{}.retry.{next_attempt}", self.name), &self.name)
+        QueueSpec::delay_into(
+            format!("{}.retry.{next_attempt}", self.name),
+            &self.name,
+            self.kind,
+        )
     }
 }
 
@@ -403,7 +409,7 @@ mod tests {
 
     #[test]
     fn the_queues_around_a_task_queue_are_named_after_it() {
-        let queues = TaskQueues::new("jobs");
+        let queues = TaskQueues::new("jobs", QueueType::Classic);
         assert_eq!(queues.tasks().name, "jobs");
         assert_eq!(queues.dead_letters().name, "jobs.dlq");
         let retry = queues.retry(2);

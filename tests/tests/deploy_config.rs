@@ -352,6 +352,9 @@ fn kubernetes_manifests_use_the_services_ports_variables_probes_and_queue() {
             service.port.to_string()
         );
     }
+    // The task store lives in the backend's memory: one replica only.
+    assert_eq!(s(&find("Deployment", "backend")["spec"]["replicas"]), "1");
+    assert_eq!(s(&config["data"]["QUEUE_TYPE"]), "quorum");
     let gateway = &find("Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0];
     let env = |c: &Value, key: &str| {
         c["env"]

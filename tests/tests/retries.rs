@@ -187,3 +187,56 @@ async fn poison_messages_go_to_the_dead_letter_queue_logged_once_and_the_consume
     assert_eq!(logs.matches("poison message").count(), 3, "{logs}");
     assert_eq!(platform.vhost.queue_depth("task_queue"), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_and_dead_letters_work_the_same_on_quorum_queues() {
+    let mut opts = options();
+    opts.env.push(("QUEUE_TYPE".into(), "quorum".into()));
+    opts.env.push(("TASK_MAX_ATTEMPTS".into(), "2".into()));
+    let platform = Platform::start_with("quorum", opts).await;
+    let recovers = platform
+        .post_task(json!({"type": "echo", "payload": {"fail_times": 1}}))
+        .await;
+    let gives_up = platform
+        .post_task(json!({"type": "echo", "payload": {"fail_times": 9}}))
+        .await;
+    let recovered = platform
+        .wait_for_task(recovers["id"].as_str().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(recovered["status"], "succeeded", "{recovered}");
+    assert_eq!(recovered["attempts"], 2);
+    let failed = platform
+        .wait_for_task(gives_up["id"].as_str().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["attempts"], 2);
+    let dead = client::drain(&platform.vhost.amqp_url(), "task_queue.dlq").await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].headers["x-failure-kind"], "max-attempts");
+    // The queues really are quorum queues.
+    let output = std::process::Command::new("rabbitmqctl")
+        .args([
+            "list_queues",
+            "-q",
+            "-p",
+            platform.vhost.name(),
+            "name",
+            "type",
+        ])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&output.stdout);
+    for queue in [
+        "task_queue",
+        "task_queue.dlq",
+        "task_queue.retry.2",
+        "task_results",
+    ] {
+        assert!(
+            listing
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == [queue, "quorum"]),
+            "{queue} is not a quorum queue:\n{listing}"
+        );
+    }
+}

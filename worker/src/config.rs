@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use shared::amqp::QueueType;
 use shared::config::{env_in_range, env_millis, env_or, env_string, ConfigError};
 use shared::task::{DEFAULT_AMQP_URL, DEFAULT_RESULT_QUEUE, DEFAULT_TASK_QUEUE};
 
@@ -15,6 +16,7 @@ pub const ENV_VARS: &[&str] = &[
     "AMQP_URL",
     "TASK_QUEUE",
     "RESULT_QUEUE",
+    "QUEUE_TYPE",
     "WORKER_CONCURRENCY",
     "WORKER_PREFETCH",
     "PUBLISH_TIMEOUT_MS",
@@ -32,6 +34,9 @@ pub struct Config {
     pub amqp_url: String,
     /// `TASK_QUEUE` (`task_queue`).
     pub task_queue: String,
+    /// `QUEUE_TYPE` (`classic`): `quorum` on a multi-node cluster. Backend
+    /// and worker must agree (RabbitMQ refuses a redeclaration that differs).
+    pub queue_type: QueueType,
     /// `RESULT_QUEUE` (`task_results`).
     pub result_queue: String,
     /// `WORKER_CONCURRENCY` (4): consumer actors, each with its own channel.
@@ -57,6 +62,7 @@ impl Config {
             amqp_url: env_string("AMQP_URL", DEFAULT_AMQP_URL),
             task_queue: env_string("TASK_QUEUE", DEFAULT_TASK_QUEUE),
             result_queue: env_string("RESULT_QUEUE", DEFAULT_RESULT_QUEUE),
+            queue_type: env_or("QUEUE_TYPE", QueueType::Classic)?,
             concurrency: env_in_range("WORKER_CONCURRENCY", 4, 1, 256)?,
             prefetch: env_in_range("WORKER_PREFETCH", 1, 1, 1000)?,
             publish_timeout: env_millis("PUBLISH_TIMEOUT_MS", 4_000, 100, 60_000)?,

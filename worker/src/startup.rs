@@ -32,12 +32,12 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     });
     let metrics = task_metrics;
     metrics.consumers.set(config.concurrency as i64);
-    let queues = TaskQueues::new(config.task_queue.clone());
+    let queues = TaskQueues::new(config.task_queue.clone(), config.queue_type);
     let handling = TaskHandling {
         executor: TaskExecutor.start(),
         reporter: QueuePublisher::new(
             broker.clone(),
-            QueueSpec::durable(config.result_queue.clone()),
+            QueueSpec::durable(config.result_queue.clone(), config.queue_type),
             config.publish_timeout,
         )
         .start(),

@@ -50,13 +50,15 @@ impl TaskRecord {
         }
     }
 
-    /// Approximate memory held by this record, in bytes.
+    /// Memory held by this record, in bytes, estimated on the high side: the
+    /// map entry and the record itself, and a parsed JSON result at twice its
+    /// text size (each JSON value is a 32-byte enum plus its heap data).
     fn footprint(&self) -> usize {
-        const FIXED: usize = 160;
+        const FIXED: usize = 256;
         let result = self
             .result
             .as_ref()
-            .map_or(0, |r| serde_json::to_string(r).map_or(0, |s| s.len()));
+            .map_or(0, |r| 2 * serde_json::to_string(r).map_or(0, |s| s.len()));
         FIXED + result + self.error.as_ref().map_or(0, String::len)
     }
 
@@ -364,7 +366,7 @@ mod tests {
             use shared::TracedSend;
             let store = TaskStore::new(StoreLimits {
                 max_tasks: 100,
-                max_bytes: 3_000,
+                max_bytes: 5_000,
             })
             .start();
             let ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
@@ -377,7 +379,7 @@ mod tests {
                 done.result = Some(serde_json::json!({"blob": "x".repeat(1_000)}));
                 store.send_traced(ApplyStatusUpdate(done)).await.unwrap();
             }
-            // ~1.2 KB each: the third result pushed the first one out.
+            // ~2.3 KB each: the second result pushed the first one out.
             assert_eq!(store.send_traced(GetTask(ids[0])).await.unwrap(), None);
             let kept = store.send_traced(GetTask(ids[2])).await.unwrap().unwrap();
             assert_eq!(kept.status, TaskStatus::Succeeded);

@@ -18,7 +18,7 @@ mod publisher;
 pub use backoff::Backoff;
 pub use broker::{Broker, BrokerError};
 pub use consumer::{header_u32, process_span, subscribe, subscribe_with_retry};
-pub use publisher::{Publish, PublishError, QueuePublisher, QueueSpec};
+pub use publisher::{Publish, PublishError, QueuePublisher, QueueSpec, QueueType};
 
 /// `messaging.system` for every span of ours that touches the broker.
 pub const MESSAGING_SYSTEM: &str = "rabbitmq";

@@ -35,6 +35,31 @@ pub enum PublishError {
     Timeout(Duration),
 }
 
+/// The kind of RabbitMQ queue to declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueType {
+    /// Classic queues: a single node (development, compose).
+    #[default]
+    Classic,
+    /// Quorum queues: replicated over a cluster (Raft); dead-lettering out of
+    /// them is at-least-once. What a multi-node production cluster needs.
+    Quorum,
+}
+
+impl std::str::FromStr for QueueType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "classic" => Ok(Self::Classic),
+            "quorum" => Ok(Self::Quorum),
+            other => Err(format!(
+                "{other:?} is not a queue type; use classic or quorum"
+            )),
+        }
+    }
+}
+
 /// A durable queue and the arguments it is declared with. Every service that
 /// uses a queue declares it through the same `QueueSpec`, so the arguments
 /// always match (RabbitMQ refuses a redeclaration with other arguments).
@@ -47,19 +72,40 @@ pub struct QueueSpec {
 }
 
 impl QueueSpec {
-    /// A plain durable queue.
-    pub fn durable(name: impl Into<String>) -> Self {
+    /// A durable queue of type `kind`.
+    pub fn durable(name: impl Into<String>, kind: QueueType) -> Self {
+        let mut arguments = FieldTable::default();
+        if kind == QueueType::Quorum {
+            arguments.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("quorum".into()),
+            );
+        }
         Self {
             name: name.into(),
-            arguments: FieldTable::default(),
+            arguments,
         }
     }
 
     /// A durable delay queue: nothing consumes it; each message waits out its
     /// own expiration and is then dead-lettered into `target`. (Used with one
-    /// queue per delay, so that expirations leave in FIFO order.)
-    pub fn delay_into(name: impl Into<String>, target: &str) -> Self {
-        let mut arguments = FieldTable::default();
+    /// queue per delay, so that expirations leave in FIFO order.) On quorum
+    /// queues the dead-lettering is at-least-once, so a retry cannot be lost
+    /// on its way back.
+    pub fn delay_into(name: impl Into<String>, target: &str, kind: QueueType) -> Self {
+        let mut spec = Self::durable(name, kind);
+        if kind == QueueType::Quorum {
+            spec.arguments.insert(
+                "x-dead-letter-strategy".into(),
+                AMQPValue::LongString("at-least-once".into()),
+            );
+            // Required by the at-least-once strategy.
+            spec.arguments.insert(
+                "x-overflow".into(),
+                AMQPValue::LongString("reject-publish".into()),
+            );
+        }
+        let arguments = &mut spec.arguments;
         arguments.insert(
             "x-dead-letter-exchange".into(),
             AMQPValue::LongString("".into()),
@@ -68,10 +114,7 @@ impl QueueSpec {
             "x-dead-letter-routing-key".into(),
             AMQPValue::LongString(target.into()),
         );
-        Self {
-            name: name.into(),
-            arguments,
-        }
+        spec
     }
 
     /// Declares the queue (idempotent).
