@@ -1,14 +1,15 @@
 //! Publishing with broker confirms, one PRODUCER span per message.
 
-use std::{collections::HashSet, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use actix::{Actor, ActorFutureExt, Context, Handler, Message, ResponseActFuture, WrapFuture};
+use actix::{Actor, Context, Handler, Message, ResponseFuture};
 use lapin::{
     options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions},
     types::{AMQPValue, FieldTable, ShortString},
     BasicProperties, Channel,
 };
 use opentelemetry::trace::Status;
+use tokio::sync::Mutex;
 use tracing::{field::Empty, Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -194,7 +195,14 @@ pub struct QueuePublisher {
     broker: Broker,
     queue: QueueSpec,
     timeout: Duration,
-    channel: Option<(Channel, HashSet<String>)>,
+    // Shared by the publishes in flight: opening the channel and declaring
+    // queues happen once, under the lock; publishing itself runs concurrently.
+    link: Arc<Mutex<Option<PublishChannel>>>,
+}
+
+struct PublishChannel {
+    channel: Channel,
+    declared: HashSet<String>,
 }
 
 impl QueuePublisher {
@@ -205,7 +213,7 @@ impl QueuePublisher {
             broker,
             queue,
             timeout,
-            channel: None,
+            link: Arc::default(),
         }
     }
 }
@@ -215,7 +223,7 @@ impl Actor for QueuePublisher {
 }
 
 impl Handler<Traced<Publish>> for QueuePublisher {
-    type Result = ResponseActFuture<Self, Result<(), PublishError>>;
+    type Result = ResponseFuture<Result<(), PublishError>>;
 
     fn handle(&mut self, msg: Traced<Publish>, _: &mut Self::Context) -> Self::Result {
         let queue = msg
@@ -229,51 +237,61 @@ impl Handler<Traced<Publish>> for QueuePublisher {
             msg.message().payload.len(),
         );
         let (msg, span) = msg.into_parts(span);
-        let cached = self
-            .channel
-            .clone()
-            .filter(|(channel, _)| channel.status().connected());
-        let broker = self.broker.clone();
-        let timeout = self.timeout;
+        let (broker, link, timeout) = (self.broker.clone(), self.link.clone(), self.timeout);
 
         let publish = async move {
-            let (channel, mut declared) = match cached {
-                Some(cached) => cached,
-                None => (open_channel(&broker).await?, HashSet::new()),
-            };
-            if !declared.contains(&queue.name) {
-                queue.declare(&channel).await?;
-                declared.insert(queue.name.clone());
+            let channel = ready_channel(&broker, &link, &queue).await?;
+            let published = publish_confirmed(&channel, &queue.name, msg).await;
+            if published.is_err() {
+                // Drop the channel, unless another publish already replaced it.
+                let mut link = link.lock().await;
+                if link
+                    .as_ref()
+                    .is_some_and(|c| c.channel.id() == channel.id())
+                {
+                    *link = None;
+                }
             }
-            publish_confirmed(&channel, &queue.name, msg).await?;
-            Ok::<_, PublishError>((channel, declared))
+            published
         };
-        let span_for_result = span.clone();
-        let publish = async move {
-            match tokio::time::timeout(timeout, publish).await {
-                Ok(result) => result,
-                Err(_) => Err(PublishError::Timeout(timeout)),
-            }
-        }
-        .instrument(span);
-
         Box::pin(
-            publish
-                .into_actor(self)
-                .map(move |result, act, _| match result {
-                    Ok(channel) => {
-                        act.channel = Some(channel);
-                        Ok(())
-                    }
-                    Err(err) => {
-                        act.channel = None;
-                        span_for_result.record("error.type", error_type(&err));
-                        span_for_result.set_status(Status::error(err.to_string()));
-                        Err(err)
-                    }
-                }),
+            async move {
+                let result = match tokio::time::timeout(timeout, publish).await {
+                    Ok(result) => result,
+                    Err(_) => Err(PublishError::Timeout(timeout)),
+                };
+                if let Err(err) = &result {
+                    let span = Span::current();
+                    span.record("error.type", error_type(err));
+                    span.set_status(Status::error(err.to_string()));
+                }
+                result
+            }
+            .instrument(span),
         )
     }
+}
+
+/// The live channel, opened (in confirm mode) if there is none, with `queue`
+/// declared on it.
+async fn ready_channel(
+    broker: &Broker,
+    link: &Mutex<Option<PublishChannel>>,
+    queue: &QueueSpec,
+) -> Result<Channel, PublishError> {
+    let mut link = link.lock().await;
+    let current = match link.take().filter(|c| c.channel.status().connected()) {
+        Some(live) => link.insert(live),
+        None => link.insert(PublishChannel {
+            channel: open_channel(broker).await?,
+            declared: HashSet::new(),
+        }),
+    };
+    if !current.declared.contains(&queue.name) {
+        queue.declare(&current.channel).await?;
+        current.declared.insert(queue.name.clone());
+    }
+    Ok(current.channel.clone())
 }
 
 async fn open_channel(broker: &Broker) -> Result<Channel, PublishError> {
