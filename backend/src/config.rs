@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::actors::StoreLimits;
 use shared::amqp::QueueType;
-use shared::config::{env_in_range, env_millis, env_or, env_string, ConfigError};
+use shared::config::{env_in_range, env_millis, env_or, env_string, ConfigError, ServiceConfig};
 use shared::task::{DEFAULT_AMQP_URL, DEFAULT_RESULT_QUEUE, DEFAULT_TASK_QUEUE};
 
 /// The port the service listens on unless `PORT` says otherwise.
@@ -68,5 +68,11 @@ impl Config {
             )?,
             publish_timeout: env_millis("PUBLISH_TIMEOUT_MS", 4_000, 100, 60_000)?,
         })
+    }
+}
+
+impl ServiceConfig for Config {
+    fn port(&self) -> u16 {
+        self.port
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shared::config::{env_millis, env_or, env_string, ConfigError};
+use shared::config::{env_millis, env_or, env_string, ConfigError, ServiceConfig};
 
 /// The port the service listens on unless `PORT` says otherwise.
 pub const DEFAULT_PORT: u16 = 3000;
@@ -33,5 +33,11 @@ impl Config {
             product_url: env_string("PRODUCT_URL", "http://localhost:8001"),
             upstream_timeout: env_millis("UPSTREAM_TIMEOUT_MS", 8_000, 100, 120_000)?,
         })
+    }
+}
+
+impl ServiceConfig for Config {
+    fn port(&self) -> u16 {
+        self.port
     }
 }

@@ -1,6 +1,6 @@
 //! Product configuration from the environment.
 
-use shared::config::{env_or, ConfigError};
+use shared::config::{env_or, ConfigError, ServiceConfig};
 
 /// The port the service listens on unless `PORT` says otherwise.
 pub const DEFAULT_PORT: u16 = 8001;
@@ -22,5 +22,11 @@ impl Config {
         Ok(Self {
             port: env_or("PORT", DEFAULT_PORT)?,
         })
+    }
+}
+
+impl ServiceConfig for Config {
+    fn port(&self) -> u16 {
+        self.port
     }
 }

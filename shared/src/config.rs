@@ -2,6 +2,13 @@
 
 use std::{fmt::Display, str::FromStr};
 
+/// What every service configuration knows: the port it serves HTTP on (the
+/// container healthcheck probes it).
+pub trait ServiceConfig {
+    /// The HTTP port.
+    fn port(&self) -> u16;
+}
+
 /// A configuration value that is present but cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -3,7 +3,10 @@
 
 use std::{future::Future, process::ExitCode};
 
-use crate::{config::ConfigError, telemetry};
+use crate::{
+    config::{ConfigError, ServiceConfig},
+    telemetry,
+};
 
 /// Runs a service: sets up telemetry for `default_service_name`, loads its
 /// configuration, runs `start` on a fresh actix system until it returns (the
@@ -17,13 +20,20 @@ pub fn run<C, F, Fut>(
     start: F,
 ) -> ExitCode
 where
+    C: ServiceConfig,
     F: FnOnce(C) -> Fut,
     Fut: Future<Output = std::io::Result<()>>,
 {
-    // `<binary> --healthcheck`: probe our own /health (container images
-    // without curl or a shell use this as their HEALTHCHECK).
+    // `<binary> --healthcheck`: probe our own /health on the configured port
+    // (container images without curl or a shell use this as HEALTHCHECK).
     if std::env::args().nth(1).as_deref() == Some("--healthcheck") {
-        return healthcheck();
+        return match load_config() {
+            Ok(config) => healthcheck(config.port()),
+            Err(err) => {
+                eprintln!("healthcheck: {err}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let telemetry = match telemetry::init(default_service_name, version) {
         Ok(guard) => guard,
@@ -86,19 +96,12 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
-/// `GET http://127.0.0.1:$PORT/health` with a 2 s budget: exit 0 on a 200.
-fn healthcheck() -> ExitCode {
+/// `GET http://127.0.0.1:<port>/health` with a 2 s budget: exit 0 on a 200.
+fn healthcheck(port: u16) -> ExitCode {
     use std::{
         io::{Read, Write},
         net::{SocketAddr, TcpStream},
         time::Duration,
-    };
-    let Some(port) = std::env::var("PORT")
-        .ok()
-        .and_then(|p| p.parse::<u16>().ok())
-    else {
-        eprintln!("healthcheck: PORT is not set");
-        return ExitCode::FAILURE;
     };
     let timeout = Duration::from_secs(2);
     let probe = || -> std::io::Result<bool> {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use shared::amqp::QueueType;
-use shared::config::{env_in_range, env_millis, env_or, env_string, ConfigError};
+use shared::config::{env_in_range, env_millis, env_or, env_string, ConfigError, ServiceConfig};
 use shared::task::{DEFAULT_AMQP_URL, DEFAULT_RESULT_QUEUE, DEFAULT_TASK_QUEUE};
 
 /// The port the service listens on unless `PORT` says otherwise.
@@ -70,5 +70,11 @@ impl Config {
             retry_delay: env_millis("TASK_RETRY_DELAY_MS", 1_000, 0, 3_600_000)?,
             shutdown_timeout: env_millis("SHUTDOWN_TIMEOUT_MS", 30_000, 0, 600_000)?,
         })
+    }
+}
+
+impl ServiceConfig for Config {
+    fn port(&self) -> u16 {
+        self.port
     }
 }
