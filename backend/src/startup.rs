@@ -3,14 +3,13 @@
 use std::time::Duration;
 
 use actix::Actor;
-use actix_web::{middleware::from_fn, web, App, HttpServer};
+use actix_web::{web, HttpServer};
 use shared::{
     amqp::{Broker, QueuePublisher, QueueSpec},
-    http::{not_found, ready, trace_response, Observability, ServerSpan, READY_PATH},
-    metrics::{record_http_metrics, TaskMetrics},
+    http::{ready, Observability, READY_PATH},
+    metrics::TaskMetrics,
     task::TaskQueues,
 };
-use tracing_actix_web::TracingLogger;
 
 use crate::{
     actors::{ResultConsumer, StoreLimits, TaskStore},
@@ -34,7 +33,7 @@ pub struct AppState {
 /// Starts the actors and serves HTTP until a shutdown signal; in-flight
 /// requests get up to 10 s to finish.
 pub async fn run(config: Config) -> std::io::Result<()> {
-    let broker = Broker::new(config.amqp_url.clone(), "backend");
+    let broker = Broker::new(config.broker.amqp_url.clone(), "backend");
     let store = TaskStore::new(StoreLimits {
         max_tasks: config.store_capacity,
         max_bytes: config.store_max_bytes,
@@ -42,13 +41,13 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     .start();
     let task_publisher = QueuePublisher::new(
         broker.clone(),
-        TaskQueues::new(config.task_queue.clone(), config.queue_type).tasks(),
-        config.publish_timeout,
+        TaskQueues::new(config.broker.task_queue.clone(), config.broker.queue_type).tasks(),
+        config.broker.publish_timeout,
     )
     .start();
     let _results = ResultConsumer::new(
         broker.clone(),
-        QueueSpec::durable(config.result_queue.clone(), config.queue_type),
+        QueueSpec::durable(config.broker.result_queue.clone(), config.broker.queue_type),
         store.clone(),
     )
     .start();
@@ -64,21 +63,17 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     };
 
     let server = HttpServer::new(move || {
-        App::new()
-            .wrap(from_fn(record_http_metrics))
-            .wrap(from_fn(trace_response))
-            .wrap(TracingLogger::<ServerSpan>::new())
-            .configure(|cfg| observability.configure(cfg))
+        observability
+            .app()
             .app_data(web::Data::new(state.clone()))
             .app_data(web::Data::new(state.broker.clone()))
             .route(READY_PATH, web::get().to(ready))
             .configure(routes::tasks::configure)
-            .default_service(web::to(not_found))
     })
     .disable_signals()
     .shutdown_timeout(10)
     .bind(("0.0.0.0", config.port))?;
-    tracing::info!(port = config.port, queue = %config.task_queue, "backend listening");
+    tracing::info!(port = config.port, queue = %config.broker.task_queue, "backend listening");
     shared::service::serve_until_signal(server.run()).await?;
     // Give the span of the last request a moment to end before the flush.
     actix::clock::sleep(Duration::from_millis(50)).await;

@@ -1,11 +1,7 @@
 //! Serves the gateway until SIGTERM.
 
-use actix_web::{middleware::from_fn, web, App, HttpServer};
-use shared::{
-    http::{not_found, trace_response, Observability, ServerSpan},
-    metrics::record_http_metrics,
-};
-use tracing_actix_web::TracingLogger;
+use actix_web::{web, HttpServer};
+use shared::http::Observability;
 
 use crate::{
     config::Config,
@@ -27,15 +23,11 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             .timeout(timeout)
             .disable_redirects()
             .finish();
-        App::new()
-            .wrap(from_fn(record_http_metrics))
-            .wrap(from_fn(trace_response))
-            .wrap(TracingLogger::<ServerSpan>::new())
-            .configure(|cfg| observability.configure(cfg))
+        observability
+            .app()
             .app_data(upstreams.clone())
             .app_data(web::Data::new(client))
             .configure(proxy::configure)
-            .default_service(web::to(not_found))
     })
     .disable_signals()
     .shutdown_timeout(10)

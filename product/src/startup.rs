@@ -1,12 +1,8 @@
 //! Starts the catalog actor and serves HTTP until SIGTERM.
 
 use actix::Actor;
-use actix_web::{middleware::from_fn, web, App, HttpServer};
-use shared::{
-    http::{not_found, trace_response, Observability, ServerSpan},
-    metrics::record_http_metrics,
-};
-use tracing_actix_web::TracingLogger;
+use actix_web::{web, HttpServer};
+use shared::http::Observability;
 
 use crate::{actors::CatalogActor, catalog, config::Config, routes};
 
@@ -15,14 +11,10 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     let catalog = CatalogActor::new(catalog::seed()).start();
     let (observability, ()) = Observability::new(|_| ());
     let server = HttpServer::new(move || {
-        App::new()
-            .wrap(from_fn(record_http_metrics))
-            .wrap(from_fn(trace_response))
-            .wrap(TracingLogger::<ServerSpan>::new())
-            .configure(|cfg| observability.configure(cfg))
+        observability
+            .app()
             .app_data(web::Data::new(catalog.clone()))
             .configure(routes::products::configure)
-            .default_service(web::to(not_found))
     })
     .disable_signals()
     .shutdown_timeout(10)

@@ -405,6 +405,17 @@ impl Platform {
         .await
     }
 
+    /// Waits until `queue` exists in the test's vhost (the worker declares the
+    /// task queue when it subscribes; a message published to a queue that does
+    /// not exist yet is dropped by the broker).
+    pub async fn wait_for_queue(&self, queue: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.vhost.queue_depth(queue).is_none() {
+            assert!(Instant::now() < deadline, "queue {queue} never declared");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Polls the task until a worker has it in hand (`processing`).
     pub async fn wait_until_processing(&self, id: &str) {
         self.wait_for_task_state(id, Duration::from_secs(20), |t| t["status"] == "processing")

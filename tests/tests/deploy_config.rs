@@ -77,10 +77,16 @@ fn s(v: &Value) -> String {
     }
 }
 
-fn allowed(service: &Service) -> BTreeSet<&'static str> {
+fn variables_of(service: &Service) -> BTreeSet<&'static str> {
+    let broker: &[&str] = if service.needs_broker {
+        shared::amqp::BrokerSettings::ENV_VARS
+    } else {
+        &[]
+    };
     service
         .vars
         .iter()
+        .chain(broker)
         .chain(shared::telemetry::ENV_VARS)
         .copied()
         .collect()
@@ -96,7 +102,7 @@ fn compose_services_use_the_services_ports_variables_and_queue() {
         let env = def["environment"]
             .as_mapping()
             .expect("environment mapping");
-        let allowed = allowed(service);
+        let allowed = variables_of(service);
         for (key, value) in env {
             let key = s(key);
             assert!(
@@ -304,10 +310,11 @@ fn kubernetes_manifests_use_the_services_ports_variables_probes_and_queue() {
             s(&container["ports"][0]["containerPort"]),
             service.port.to_string()
         );
-        let allowed = allowed(service);
+        let allowed = variables_of(service);
         for key in &config_keys {
-            let used_somewhere = SERVICES.iter().any(|s| s.vars.contains(&key.as_str()))
-                || shared::telemetry::ENV_VARS.contains(&key.as_str());
+            let used_somewhere = SERVICES
+                .iter()
+                .any(|s| variables_of(s).contains(key.as_str()));
             assert!(used_somewhere, "ConfigMap key {key} is read by no service");
         }
         for env in container["env"].as_sequence().unwrap() {

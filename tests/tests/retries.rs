@@ -159,6 +159,7 @@ async fn poison_messages_go_to_the_dead_letter_queue_logged_once_and_the_consume
         (br#"{"type": "echo", "payload": {}}"#, "missing task id"),
         (unknown_type.as_bytes(), "juggle"),
     ];
+    platform.wait_for_queue("task_queue").await;
     for (body, _) in &poison {
         client::publish_raw(&url, "task_queue", body).await;
     }

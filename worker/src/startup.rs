@@ -7,15 +7,14 @@ use std::sync::{
 };
 
 use actix::{Actor, Addr};
-use actix_web::{middleware::from_fn, web, App, HttpServer};
+use actix_web::{web, HttpServer};
 use futures_util::future::join_all;
 use shared::{
     amqp::{Broker, QueuePublisher, QueueSpec},
-    http::{not_found, ready, trace_response, Observability, ServerSpan, READY_PATH},
-    metrics::{record_http_metrics, TaskMetrics},
+    http::{ready, Observability, READY_PATH},
+    metrics::TaskMetrics,
     task::TaskQueues,
 };
-use tracing_actix_web::TracingLogger;
 
 use crate::{
     actors::{RetryPolicy, StopConsuming, TaskConsumer, TaskExecutor, TaskHandling},
@@ -25,24 +24,28 @@ use crate::{
 /// Runs the worker until a shutdown signal, then lets in-flight tasks finish
 /// (up to `SHUTDOWN_TIMEOUT_MS`) before returning.
 pub async fn run(config: Config) -> std::io::Result<()> {
-    let broker = Broker::new(config.amqp_url.clone(), "worker");
+    let broker = Broker::new(config.broker.amqp_url.clone(), "worker");
     let (observability, task_metrics) = Observability::new(|registry| {
         broker.register_metrics(registry);
         TaskMetrics::register(registry)
     });
     let metrics = task_metrics;
     metrics.consumers.set(config.concurrency as i64);
-    let queues = TaskQueues::new(config.task_queue.clone(), config.queue_type);
+    let queues = TaskQueues::new(config.broker.task_queue.clone(), config.broker.queue_type);
     let handling = TaskHandling {
         executor: TaskExecutor.start(),
         reporter: QueuePublisher::new(
             broker.clone(),
-            QueueSpec::durable(config.result_queue.clone(), config.queue_type),
-            config.publish_timeout,
+            QueueSpec::durable(config.broker.result_queue.clone(), config.broker.queue_type),
+            config.broker.publish_timeout,
         )
         .start(),
-        requeuer: QueuePublisher::new(broker.clone(), queues.tasks(), config.publish_timeout)
-            .start(),
+        requeuer: QueuePublisher::new(
+            broker.clone(),
+            queues.tasks(),
+            config.broker.publish_timeout,
+        )
+        .start(),
         queues,
         metrics,
         draining: Arc::new(AtomicBool::new(false)),
@@ -59,14 +62,10 @@ pub async fn run(config: Config) -> std::io::Result<()> {
 
     let ready_broker = broker.clone();
     let server = HttpServer::new(move || {
-        App::new()
-            .wrap(from_fn(record_http_metrics))
-            .wrap(from_fn(trace_response))
-            .wrap(TracingLogger::<ServerSpan>::new())
-            .configure(|cfg| observability.configure(cfg))
+        observability
+            .app()
             .app_data(web::Data::new(ready_broker.clone()))
             .route(READY_PATH, web::get().to(ready))
-            .default_service(web::to(not_found))
     })
     .workers(1)
     .disable_signals()
@@ -74,7 +73,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     .bind(("0.0.0.0", config.port))?;
     tracing::info!(
         port = config.port,
-        queue = %config.task_queue,
+        queue = %config.broker.task_queue,
         concurrency = config.concurrency,
         prefetch = config.prefetch,
         max_attempts = config.max_attempts,

@@ -14,11 +14,13 @@ mod broker;
 mod consumer;
 pub mod propagation;
 mod publisher;
+mod settings;
 
 pub use backoff::Backoff;
 pub use broker::{Broker, BrokerError};
 pub use consumer::{header_u32, process_span, subscribe, subscribe_with_retry};
 pub use publisher::{Publish, PublishError, QueuePublisher, QueueSpec, QueueType};
+pub use settings::BrokerSettings;
 
 /// `messaging.system` for every span of ours that touches the broker.
 pub const MESSAGING_SYSTEM: &str = "rabbitmq";

@@ -109,6 +109,32 @@ impl Observability {
         (observability, extra)
     }
 
+    /// A new app with the platform's middleware (the SERVER span outermost,
+    /// then `traceresponse`, then the duration metrics), `/health`,
+    /// `/metrics`, JSON extractor errors and the JSON 404. Services add their
+    /// own routes and data to it.
+    pub fn app(
+        &self,
+    ) -> actix_web::App<
+        impl actix_web::dev::ServiceFactory<
+            actix_web::dev::ServiceRequest,
+            Config = (),
+            Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+            Error = actix_web::Error,
+            InitError = (),
+        >,
+    > {
+        let shared = self.clone();
+        actix_web::App::new()
+            .wrap(actix_web::middleware::from_fn(
+                crate::metrics::record_http_metrics,
+            ))
+            .wrap(actix_web::middleware::from_fn(trace_response))
+            .wrap(tracing_actix_web::TracingLogger::<ServerSpan>::new())
+            .configure(move |cfg| shared.configure(cfg))
+            .default_service(web::to(not_found))
+    }
+
     /// Adds the shared routes and app data (use with `App::configure`).
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
         cfg.app_data(web::Data::new(self.http.clone()))
