@@ -209,3 +209,52 @@ async fn each_task_type_produces_its_result_and_a_trace_id_for_a_request_without
         assert!(task.get("error").is_none(), "{task}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_platforms_own_spans_are_exported_not_library_internals() {
+    let platform = Platform::start("no-library-spans").await;
+    let accepted = platform
+        .post_task(json!({"type": "echo", "payload": {}}))
+        .await;
+    platform
+        .wait_for_task(accepted["id"].as_str().unwrap(), Duration::from_secs(30))
+        .await;
+    platform
+        .collector
+        .wait_for_trace(
+            accepted["trace_id"].as_str().unwrap(),
+            Duration::from_secs(20),
+            |t| t.has("backend-service", "apply-status-update"),
+        )
+        .await;
+    // Give the exporters a few more batches of their own activity.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let names: std::collections::BTreeSet<String> = platform
+        .collector
+        .spans()
+        .into_iter()
+        .map(|s| format!("{} {}", s.service, s.name))
+        .collect();
+    let expected_prefixes = [
+        "GET ",
+        "POST ",
+        "create-task",
+        "store-task",
+        "get-task",
+        "remove-task",
+        "send ",
+        "process ",
+        "process-task",
+        "execute-task",
+        "apply-status-update",
+        "catalog-lookup",
+    ];
+    let foreign: Vec<&String> = names
+        .iter()
+        .filter(|n| {
+            let name = n.split_once(' ').map(|(_, name)| name).unwrap_or(n);
+            !expected_prefixes.iter().any(|p| name.starts_with(p))
+        })
+        .collect();
+    assert!(foreign.is_empty(), "unexpected spans exported: {foreign:?}");
+}

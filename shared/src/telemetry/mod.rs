@@ -148,10 +148,16 @@ pub fn init(default_service_name: &str, version: &str) -> Result<TelemetryGuard,
     // drop spans before the OpenTelemetry layer sees them.
     let log_filter = log_filter();
     let subscriber = tracing_subscriber::registry()
+        // Spans become OpenTelemetry spans from INFO up: ours are all INFO,
+        // while libraries (h2 under the gRPC exporter, hyper, lapin) open
+        // DEBUG/TRACE spans on every poll, which would otherwise be exported
+        // (including the exporter's own, a feedback loop). This filter is on
+        // the OpenTelemetry layer alone and does not follow RUST_LOG.
         .with(
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)
-                .with_error_records_to_exceptions(true),
+                .with_error_records_to_exceptions(true)
+                .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
         )
         .with(log_format::layer(log_format).with_filter(log_filter));
     log_format::install(subscriber)?;
