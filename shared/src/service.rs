@@ -70,11 +70,30 @@ where
 /// SIGINT, then stops it gracefully: no new connections, in-flight requests
 /// finish (within the server's `shutdown_timeout`). actix-server's own
 /// handling treats SIGINT as a forced stop, which would cut requests off.
+/// A second signal exits at once.
 pub async fn serve_until_signal(server: actix_web::dev::Server) -> std::io::Result<()> {
+    serve_until_signal_then(server, || {}).await
+}
+
+/// [`serve_until_signal`], calling `on_signal` as soon as the signal arrives
+/// (the worker stops taking tasks then, not after the HTTP server drained).
+pub async fn serve_until_signal_then(
+    server: actix_web::dev::Server,
+    on_signal: impl FnOnce() + 'static,
+) -> std::io::Result<()> {
     let handle = server.handle();
     actix::spawn(async move {
         let signal = shutdown_signal().await;
-        tracing::info!(signal, "shutdown requested; finishing in-flight work");
+        tracing::info!(
+            signal,
+            "shutdown requested; finishing in-flight work (again to force)"
+        );
+        on_signal();
+        actix::spawn(async {
+            let signal = shutdown_signal().await;
+            tracing::warn!(signal, "second signal: exiting now");
+            std::process::exit(130);
+        });
         handle.stop(true).await;
     });
     server.await

@@ -44,9 +44,15 @@ impl TaskQueues {
         }
     }
 
-    /// The task queue.
+    /// The task queue. As a quorum queue it dead-letters (at least once) into
+    /// the DLQ: RabbitMQ 4 gives quorum queues a delivery limit, and a message
+    /// past it would otherwise be dropped.
     pub fn tasks(&self) -> QueueSpec {
-        QueueSpec::durable(self.name.clone(), self.kind)
+        let spec = QueueSpec::durable(self.name.clone(), self.kind);
+        match self.kind {
+            QueueType::Classic => spec,
+            QueueType::Quorum => spec.dead_lettering_to(&self.dead_letters().name),
+        }
     }
 
     /// Where tasks end up that can never succeed.

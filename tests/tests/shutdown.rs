@@ -147,3 +147,31 @@ async fn a_task_outlasting_the_shutdown_timeout_is_left_unacknowledged_and_redel
     assert_eq!(task["status"], "succeeded", "{task}");
     assert_eq!(task["result"], json!({"slept_ms": 4000}));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_stops_the_service_at_once() {
+    let mut platform = Platform::start_with("second-signal", flush_only_at_exit(1, &[])).await;
+    let accepted = platform
+        .post_task(json!({"type": "sleep", "payload": {"ms": 10000}}))
+        .await;
+    platform
+        .wait_until_processing(accepted["id"].as_str().unwrap())
+        .await;
+    platform.worker.terminate();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    platform.worker.interrupt();
+    let status = platform
+        .worker
+        .wait_exit(Duration::from_secs(5))
+        .await
+        .expect("the second signal ends the worker without waiting for its task");
+    assert_eq!(status.code(), Some(130), "{status}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The task was never acknowledged: it is still there for another worker.
+    let _replacement = platform.spawn_worker(&[]).await;
+    let task = platform
+        .wait_for_task(accepted["id"].as_str().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(task["status"], "succeeded");
+}

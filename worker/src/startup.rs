@@ -79,10 +79,13 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         max_attempts = config.max_attempts,
         "worker started"
     );
-    shared::service::serve_until_signal(server.run()).await?;
+    let draining = handling.draining.clone();
+    shared::service::serve_until_signal_then(server.run(), move || {
+        draining.store(true, Ordering::Release);
+    })
+    .await?;
 
     tracing::info!("finishing in-flight tasks");
-    handling.draining.store(true, Ordering::Release);
     let drained = join_all(
         consumers
             .iter()

@@ -101,9 +101,12 @@ impl Broker {
         let mut state = self.inner.state.lock().await;
         if let Some((connection, status)) = &state.connection {
             if status.connected() {
-                match connection.create_channel().await {
-                    Ok(channel) => return Ok(channel),
-                    Err(err) => self.mark_lost(&err.to_string()),
+                // Bounded: on a half-open connection this would otherwise wait
+                // for the heartbeat, holding the lock every caller needs.
+                match tokio::time::timeout(CONNECT_TIMEOUT, connection.create_channel()).await {
+                    Ok(Ok(channel)) => return Ok(channel),
+                    Ok(Err(err)) => self.mark_lost(&err.to_string()),
+                    Err(_) => self.mark_lost("opening a channel timed out"),
                 }
             } else {
                 self.mark_lost("connection closed");
@@ -130,9 +133,11 @@ impl Broker {
             Ok(Err(err)) => return Err(self.failed(&mut state, BrokerError::Amqp(err))),
             Err(_) => return Err(self.failed(&mut state, BrokerError::ConnectTimeout)),
         };
-        let channel = match connection.create_channel().await {
-            Ok(channel) => channel,
-            Err(err) => return Err(self.failed(&mut state, BrokerError::Amqp(err))),
+        let channel = match tokio::time::timeout(CONNECT_TIMEOUT, connection.create_channel()).await
+        {
+            Ok(Ok(channel)) => channel,
+            Ok(Err(err)) => return Err(self.failed(&mut state, BrokerError::Amqp(err))),
+            Err(_) => return Err(self.failed(&mut state, BrokerError::ConnectTimeout)),
         };
 
         state.backoff.reset();

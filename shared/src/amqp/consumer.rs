@@ -48,10 +48,17 @@ pub async fn subscribe_with_retry(
     consumer_tag: &str,
 ) -> (Channel, Consumer) {
     let mut backoff = Backoff::default();
+    let mut reported = false;
     loop {
         match subscribe(broker, queue, prefetch, consumer_tag).await {
             Ok(subscription) => return subscription,
             Err(err) => {
+                // The broker logs its own outages; a failure with the broker
+                // up (e.g. the queue exists with other arguments) is ours.
+                if broker.is_connected() && !reported {
+                    reported = true;
+                    tracing::warn!(error = %err, queue = %queue.name, "cannot subscribe; retrying with backoff");
+                }
                 let delay = backoff.next_delay();
                 tracing::debug!(error = %err, queue = %queue.name, ?delay, "subscribe failed; retrying");
                 tokio::time::sleep(delay).await;

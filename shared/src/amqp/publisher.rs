@@ -1,6 +1,13 @@
 //! Publishing with broker confirms, one PRODUCER span per message.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use actix::{Actor, Context, Handler, Message, ResponseFuture};
 use lapin::{
@@ -34,6 +41,10 @@ pub enum PublishError {
     /// No confirm arrived in time.
     #[error("no publisher confirm within {0:?}")]
     Timeout(Duration),
+    /// The broker returned the message: no queue is bound to its routing key
+    /// (the queue was deleted behind our back).
+    #[error("the broker could not route the message to queue {0}")]
+    Unroutable(String),
 }
 
 /// The kind of RabbitMQ queue to declare.
@@ -88,25 +99,11 @@ impl QueueSpec {
         }
     }
 
-    /// A durable delay queue: nothing consumes it; each message waits out its
-    /// own expiration and is then dead-lettered into `target`. (Used with one
-    /// queue per delay, so that expirations leave in FIFO order.) On quorum
-    /// queues the dead-lettering is at-least-once, so a retry cannot be lost
-    /// on its way back.
-    pub fn delay_into(name: impl Into<String>, target: &str, kind: QueueType) -> Self {
-        let mut spec = Self::durable(name, kind);
-        if kind == QueueType::Quorum {
-            spec.arguments.insert(
-                "x-dead-letter-strategy".into(),
-                AMQPValue::LongString("at-least-once".into()),
-            );
-            // Required by the at-least-once strategy.
-            spec.arguments.insert(
-                "x-overflow".into(),
-                AMQPValue::LongString("reject-publish".into()),
-            );
-        }
-        let arguments = &mut spec.arguments;
+    /// Adds dead-lettering into `target` on the default exchange; at least
+    /// once on quorum queues.
+    pub fn dead_lettering_to(mut self, target: &str) -> Self {
+        let quorum = self.arguments.inner().contains_key("x-queue-type");
+        let arguments = &mut self.arguments;
         arguments.insert(
             "x-dead-letter-exchange".into(),
             AMQPValue::LongString("".into()),
@@ -115,7 +112,27 @@ impl QueueSpec {
             "x-dead-letter-routing-key".into(),
             AMQPValue::LongString(target.into()),
         );
-        spec
+        if quorum {
+            arguments.insert(
+                "x-dead-letter-strategy".into(),
+                AMQPValue::LongString("at-least-once".into()),
+            );
+            // Required by the at-least-once strategy.
+            arguments.insert(
+                "x-overflow".into(),
+                AMQPValue::LongString("reject-publish".into()),
+            );
+        }
+        self
+    }
+
+    /// A durable delay queue: nothing consumes it; each message waits out its
+    /// own expiration and is then dead-lettered into `target`. (Used with one
+    /// queue per delay, so that expirations leave in FIFO order.) On quorum
+    /// queues the dead-lettering is at-least-once, so a retry cannot be lost
+    /// on its way back.
+    pub fn delay_into(name: impl Into<String>, target: &str, kind: QueueType) -> Self {
+        Self::durable(name, kind).dead_lettering_to(target)
     }
 
     /// Declares the queue (idempotent).
@@ -201,6 +218,8 @@ pub struct QueuePublisher {
 }
 
 struct PublishChannel {
+    // Channel ids restart with each connection; this tells channels apart.
+    generation: u64,
     channel: Channel,
     declared: HashSet<String>,
 }
@@ -239,20 +258,14 @@ impl Handler<Traced<Publish>> for QueuePublisher {
         let (msg, span) = msg.into_parts(span);
         let (broker, link, timeout) = (self.broker.clone(), self.link.clone(), self.timeout);
 
+        // Which channel this publish used, so a failure drops that one only.
+        let used = Arc::new(AtomicU64::new(0));
+        let used_by_publish = used.clone();
+        let link_for_publish = link.clone();
         let publish = async move {
-            let channel = ready_channel(&broker, &link, &queue).await?;
-            let published = publish_confirmed(&channel, &queue.name, msg).await;
-            if published.is_err() {
-                // Drop the channel, unless another publish already replaced it.
-                let mut link = link.lock().await;
-                if link
-                    .as_ref()
-                    .is_some_and(|c| c.channel.id() == channel.id())
-                {
-                    *link = None;
-                }
-            }
-            published
+            let (generation, channel) = ready_channel(&broker, &link_for_publish, &queue).await?;
+            used_by_publish.store(generation, Ordering::Relaxed);
+            publish_confirmed(&channel, &queue.name, msg).await
         };
         Box::pin(
             async move {
@@ -261,6 +274,13 @@ impl Handler<Traced<Publish>> for QueuePublisher {
                     Err(_) => Err(PublishError::Timeout(timeout)),
                 };
                 if let Err(err) = &result {
+                    // After any failure (a timeout included) the channel is
+                    // suspect: drop it unless another publish replaced it.
+                    let generation = used.load(Ordering::Relaxed);
+                    let mut link = link.lock().await;
+                    if link.as_ref().is_some_and(|c| c.generation == generation) {
+                        *link = None;
+                    }
                     let span = Span::current();
                     span.record("error.type", error_type(err));
                     span.set_status(Status::error(err.to_string()));
@@ -278,11 +298,13 @@ async fn ready_channel(
     broker: &Broker,
     link: &Mutex<Option<PublishChannel>>,
     queue: &QueueSpec,
-) -> Result<Channel, PublishError> {
+) -> Result<(u64, Channel), PublishError> {
+    static GENERATIONS: AtomicU64 = AtomicU64::new(1);
     let mut link = link.lock().await;
     let current = match link.take().filter(|c| c.channel.status().connected()) {
         Some(live) => link.insert(live),
         None => link.insert(PublishChannel {
+            generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
             channel: open_channel(broker).await?,
             declared: HashSet::new(),
         }),
@@ -291,7 +313,7 @@ async fn ready_channel(
         queue.declare(&current.channel).await?;
         current.declared.insert(queue.name.clone());
     }
-    Ok(current.channel.clone())
+    Ok((current.generation, current.channel.clone()))
 }
 
 async fn open_channel(broker: &Broker) -> Result<Channel, PublishError> {
@@ -317,21 +339,28 @@ async fn publish_confirmed(
     if let Some(ms) = msg.expiration_ms {
         properties = properties.with_expiration(ms.to_string().into());
     }
+    // `mandatory`: a message no queue takes comes back instead of vanishing
+    // behind a positive confirm.
     let confirm = channel
         .basic_publish(
             "".into(),
             queue.into(),
-            BasicPublishOptions::default(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
             &msg.payload,
             properties,
         )
         .await?
         .await?;
-    if confirm.is_ack() {
-        Ok(())
-    } else {
-        Err(PublishError::Nacked)
+    if !confirm.is_ack() {
+        return Err(PublishError::Nacked);
     }
+    if confirm.take_message().is_some() {
+        return Err(PublishError::Unroutable(queue.to_string()));
+    }
+    Ok(())
 }
 
 fn producer_span(queue: &str, message_id: &str, body_size: usize) -> Span {
@@ -356,5 +385,6 @@ fn error_type(err: &PublishError) -> &'static str {
         PublishError::Amqp(_) => "amqp_error",
         PublishError::Nacked => "nack",
         PublishError::Timeout(_) => "timeout",
+        PublishError::Unroutable(_) => "unroutable",
     }
 }

@@ -49,6 +49,9 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::{ExecuteTask, TaskExecutor, TaskFailure};
 
+/// Pause before handing a delivery back after a failure of ours.
+const REQUEUE_PAUSE: Duration = Duration::from_millis(500);
+
 /// How often and how patiently a failing task is retried.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -256,6 +259,8 @@ async fn process(delivery: Delivery, handling: TaskHandling) {
         Err(err) => {
             consumer_span.set_status(Status::error(err.to_string()));
             tracing::warn!(error = %err, "requeueing the task");
+            // A short pause: requeueing at once would spin on the same failure.
+            actix::clock::sleep(REQUEUE_PAUSE).await;
             let requeue = BasicNackOptions {
                 requeue: true,
                 ..BasicNackOptions::default()
