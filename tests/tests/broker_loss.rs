@@ -178,3 +178,43 @@ async fn a_worker_killed_mid_task_loses_nothing_its_tasks_are_redelivered() {
     assert!(redelivered >= 1, "no redelivered message was processed");
     assert_eq!(platform.vhost.queue_depth("task_queue"), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_cannot_subscribe_is_not_ready_and_says_why_once() {
+    let platform = Platform::start("cannot-subscribe").await;
+    platform.wait_for_queue("task_queue").await;
+    // The queue exists as a classic queue; this worker wants a quorum one,
+    // which RabbitMQ refuses (inequivalent x-queue-type).
+    let mut mismatched = e2e_tests::ServiceProcess::spawn(
+        e2e_tests::Service::Worker,
+        &[
+            ("AMQP_URL".into(), platform.vhost.amqp_url()),
+            ("QUEUE_TYPE".into(), "quorum".into()),
+            ("WORKER_CONCURRENCY".into(), "2".into()),
+            ("OTEL_SDK_DISABLED".into(), "true".into()),
+        ],
+        &e2e_tests::platform::bin_dir()
+            .join("e2e-logs")
+            .join("cannot-subscribe-worker"),
+    );
+    mismatched.wait_healthy().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let response = platform
+        .http
+        .get(format!("{}/ready", mismatched.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "consumers_not_subscribed", "{body}");
+    let logs = mismatched.logs();
+    let complaints = logs.matches("cannot subscribe").count();
+    assert!(
+        (1..=2).contains(&complaints),
+        "one line per consumer actor, not one per retry: {complaints}\n{logs}"
+    );
+    // The platform's own worker is ready.
+    let ready = status_of(&platform.http, format!("{}/ready", platform.worker.url())).await;
+    assert_eq!(ready, 200);
+}

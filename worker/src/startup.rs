@@ -2,7 +2,7 @@
 //! health on HTTP, and drains the consumers on SIGTERM.
 
 use std::sync::{
-    atomic::{AtomicBool, Ordering},
+    atomic::{AtomicBool, AtomicUsize, Ordering},
     Arc,
 };
 
@@ -11,7 +11,7 @@ use actix_web::{web, HttpServer};
 use futures_util::future::join_all;
 use shared::{
     amqp::{Broker, QueuePublisher, QueueSpec},
-    http::{ready, Observability, READY_PATH},
+    http::{Observability, READY_PATH},
     metrics::TaskMetrics,
     task::TaskQueues,
 };
@@ -19,6 +19,7 @@ use shared::{
 use crate::{
     actors::{RetryPolicy, StopConsuming, TaskConsumer, TaskExecutor, TaskHandling},
     config::Config,
+    readiness::{ready, Readiness},
 };
 
 /// Runs the worker until a shutdown signal, then lets in-flight tasks finish
@@ -49,6 +50,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         queues,
         metrics,
         draining: Arc::new(AtomicBool::new(false)),
+        subscribed: Arc::new(AtomicUsize::new(0)),
         retry: RetryPolicy {
             max_attempts: config.max_attempts,
             base_delay: config.retry_delay,
@@ -60,11 +62,15 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         })
         .collect();
 
-    let ready_broker = broker.clone();
+    let readiness = Readiness {
+        broker: broker.clone(),
+        subscribed: handling.subscribed.clone(),
+        expected: config.concurrency,
+    };
     let server = HttpServer::new(move || {
         observability
             .app()
-            .app_data(web::Data::new(ready_broker.clone()))
+            .app_data(web::Data::new(readiness.clone()))
             .route(READY_PATH, web::get().to(ready))
     })
     .workers(1)

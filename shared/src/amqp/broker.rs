@@ -181,12 +181,27 @@ impl Broker {
         actix::spawn(async move {
             while let Some(event) = events.next().await {
                 if let lapin::Event::Error(err) = event {
+                    // A soft (channel-level) error closes one channel, not
+                    // the connection: its owner sees and handles it.
+                    if is_channel_error(&err) {
+                        tracing::debug!(error = %err, "channel error");
+                        continue;
+                    }
                     broker.mark_lost(&err.to_string());
                     break;
                 }
             }
         });
     }
+}
+
+/// Whether `err` is an AMQP soft error, which closes a channel only.
+fn is_channel_error(err: &lapin::Error) -> bool {
+    matches!(
+        err.kind(),
+        lapin::ErrorKind::ProtocolError(amqp)
+            if matches!(amqp.kind(), lapin::protocol::AMQPErrorKind::Soft(_))
+    )
 }
 
 /// The URL without its password, for logs.

@@ -18,7 +18,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
     },
     time::Duration,
@@ -88,6 +88,8 @@ pub struct TaskHandling {
     /// Set (by start-up, not through the mailbox) when the worker is shutting
     /// down: from then on no consumer starts a new task.
     pub draining: Arc<AtomicBool>,
+    /// How many consumer actors are subscribed right now (readiness).
+    pub subscribed: Arc<AtomicUsize>,
     /// Retry policy.
     pub retry: RetryPolicy,
 }
@@ -135,6 +137,7 @@ impl TaskConsumer {
             .map(|(channel, consumer), act, ctx| {
                 tracing::info!(consumer = %act.tag, "consuming tasks");
                 act.channel = Some(channel);
+                act.handling.subscribed.fetch_add(1, Ordering::AcqRel);
                 ctx.add_stream(consumer);
             }),
         );
@@ -171,6 +174,8 @@ impl StreamHandler<lapin::Result<Delivery>> for TaskConsumer {
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
+        // Every subscription's stream ends exactly once.
+        self.handling.subscribed.fetch_sub(1, Ordering::AcqRel);
         self.channel = None;
         if self.stopping || self.handling.draining.load(Ordering::Acquire) {
             ctx.stop();
