@@ -35,7 +35,7 @@ impl RootSpanBuilder for ServerSpan {
             otel.name = %name,
             otel.kind = "server",
             http.request.method = %method,
-            http.route = route.as_deref().unwrap_or_default(),
+            http.route = Empty,
             url.path = %request.path(),
             url.query = Empty,
             url.scheme = %connection.scheme(),
@@ -51,6 +51,10 @@ impl RootSpanBuilder for ServerSpan {
             http.response.status_code = Empty,
             error.type = Empty,
         );
+        // Only a matched route has a template; unmatched requests carry none.
+        if let Some(route) = &route {
+            span.record("http.route", route.as_str());
+        }
         if !request.query_string().is_empty() {
             span.record("url.query", request.query_string());
         }
