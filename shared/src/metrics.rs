@@ -88,8 +88,9 @@ impl HttpMetrics {
 }
 
 /// Middleware (`middleware::from_fn(record_http_metrics)`) observing every
-/// request's duration, with the request's trace as exemplar. Register it
-/// inside `TracingLogger` and give the app `web::Data<HttpMetrics>`.
+/// request's duration, with the request's trace as exemplar. It must run
+/// inside `TracingLogger` and find `web::Data<HttpMetrics>`;
+/// [`crate::http::Observability::app`] sets both up.
 pub async fn record_http_metrics(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -221,7 +222,7 @@ impl TaskMetrics {
         metrics
     }
 
-    /// Counts one `kind` event for `task_type` in `family`.
+    /// Adds one to `family` for `task_type`.
     pub fn count(family: &Family<TaskTypeLabel, Counter>, task_type: &str) {
         family
             .get_or_create(&TaskTypeLabel {

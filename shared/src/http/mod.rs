@@ -87,8 +87,8 @@ pub fn extractor_configs(cfg: &mut web::ServiceConfig) {
 
 /// What every service's HTTP app shares: `/health`, `/metrics` (with the
 /// HTTP duration histogram and whatever the service registers), and JSON
-/// extractor errors. Wrap the app with `record_http_metrics`,
-/// `trace_response` and `TracingLogger::<ServerSpan>` (outermost).
+/// extractor errors. [`Observability::app`] builds an `App` with all of it and
+/// the middleware in the right order.
 #[derive(Clone)]
 pub struct Observability {
     registry: MetricsRegistry,
