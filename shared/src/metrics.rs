@@ -23,6 +23,8 @@ use prometheus_client::{
 };
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::task::{DeadLetterKind, TaskType};
+
 /// The exemplar attached to a latency observation: the trace it belongs to.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TraceExemplar {
@@ -128,6 +130,23 @@ pub struct TaskTypeLabel {
     pub task_type: String,
 }
 
+impl From<TaskType> for TaskTypeLabel {
+    fn from(task_type: TaskType) -> Self {
+        Self {
+            task_type: task_type.as_str().to_string(),
+        }
+    }
+}
+
+/// How one task attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskOutcome {
+    /// It returned a result.
+    Succeeded,
+    /// It returned an error.
+    Failed,
+}
+
 /// Labels of the processing duration histogram.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TaskOutcomeLabels {
@@ -137,11 +156,33 @@ pub struct TaskOutcomeLabels {
     pub outcome: String,
 }
 
+impl TaskOutcomeLabels {
+    /// The labels of one attempt of `task_type` that ended with `outcome`.
+    pub fn new(task_type: TaskType, outcome: TaskOutcome) -> Self {
+        Self {
+            task_type: task_type.as_str().to_string(),
+            outcome: match outcome {
+                TaskOutcome::Succeeded => "succeeded",
+                TaskOutcome::Failed => "failed",
+            }
+            .to_string(),
+        }
+    }
+}
+
 /// Label: why a message was dead-lettered.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     /// `max-attempts`, `invalid-payload`, `poison`.
     pub reason: String,
+}
+
+impl From<DeadLetterKind> for ReasonLabel {
+    fn from(kind: DeadLetterKind) -> Self {
+        Self {
+            reason: kind.as_str().to_string(),
+        }
+    }
 }
 
 /// Task counters and histograms (backend: published; worker: the rest).
@@ -222,13 +263,42 @@ impl TaskMetrics {
         metrics
     }
 
+    /// Creates the backend's series at zero for every task type. Prometheus
+    /// sees no increase in a series whose first sample is already 1, so
+    /// without this the first task of a type never shows in `rate()`.
+    pub fn start_published_at_zero(&self) {
+        for task_type in TaskType::ALL {
+            // Creating the series is the point; the guard is not needed.
+            drop(
+                self.published
+                    .get_or_create(&TaskTypeLabel::from(task_type)),
+            );
+        }
+    }
+
+    /// Creates the worker's series at zero for every task type, outcome and
+    /// dead-letter kind (see [`start_published_at_zero`](Self::start_published_at_zero)).
+    pub fn start_processing_at_zero(&self) {
+        for task_type in TaskType::ALL {
+            let label = TaskTypeLabel::from(task_type);
+            for family in [&self.processed, &self.failed, &self.retried] {
+                drop(family.get_or_create(&label));
+            }
+            for outcome in [TaskOutcome::Succeeded, TaskOutcome::Failed] {
+                drop(
+                    self.duration
+                        .get_or_create(&TaskOutcomeLabels::new(task_type, outcome)),
+                );
+            }
+        }
+        for kind in DeadLetterKind::ALL {
+            drop(self.dead_lettered.get_or_create(&ReasonLabel::from(kind)));
+        }
+    }
+
     /// Adds one to `family` for `task_type`.
-    pub fn count(family: &Family<TaskTypeLabel, Counter>, task_type: &str) {
-        family
-            .get_or_create(&TaskTypeLabel {
-                task_type: task_type.to_string(),
-            })
-            .inc();
+    pub fn count(family: &Family<TaskTypeLabel, Counter>, task_type: TaskType) {
+        family.get_or_create(&TaskTypeLabel::from(task_type)).inc();
     }
 }
 

@@ -83,6 +83,9 @@ pub enum TaskType {
 }
 
 impl TaskType {
+    /// Every task type.
+    pub const ALL: [Self; 3] = [Self::Echo, Self::Sleep, Self::Hash];
+
     /// The wire name (`echo`, `sleep`, `hash`).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -108,6 +111,32 @@ impl FromStr for TaskType {
             "sleep" => Ok(Self::Sleep),
             "hash" => Ok(Self::Hash),
             other => Err(InvalidTask::UnknownType(other.to_string())),
+        }
+    }
+}
+
+/// Why a message went to the dead-letter queue: its `x-failure-kind` header,
+/// and the `reason` label of `tasks_dead_lettered_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterKind {
+    /// The task failed on every attempt it was allowed.
+    MaxAttempts,
+    /// The task's payload can never succeed (no retry).
+    InvalidPayload,
+    /// The message is not a task at all.
+    Poison,
+}
+
+impl DeadLetterKind {
+    /// Every kind.
+    pub const ALL: [Self; 3] = [Self::MaxAttempts, Self::InvalidPayload, Self::Poison];
+
+    /// The header and label value (`max-attempts`, `invalid-payload`, `poison`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MaxAttempts => "max-attempts",
+            Self::InvalidPayload => "invalid-payload",
+            Self::Poison => "poison",
         }
     }
 }

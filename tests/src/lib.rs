@@ -10,6 +10,8 @@
 pub mod broker;
 pub mod collector;
 pub mod platform;
+pub mod prometheus;
+pub mod repo;
 pub mod trace;
 
 pub use collector::{OtlpCollector, ReceivedSpan, SpanKind};

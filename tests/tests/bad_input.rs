@@ -145,13 +145,18 @@ async fn bad_task_requests_get_400_413_422_with_json_errors_and_nothing_is_queue
         .text()
         .await
         .unwrap();
-    let published: Vec<&str> = metrics
+    let mut published: Vec<&str> = metrics
         .lines()
         .filter(|l| l.starts_with("tasks_published_total"))
         .collect();
+    published.sort_unstable();
     assert_eq!(
         published,
-        ["tasks_published_total{task_type=\"echo\"} 1"],
+        [
+            "tasks_published_total{task_type=\"echo\"} 1",
+            "tasks_published_total{task_type=\"hash\"} 0",
+            "tasks_published_total{task_type=\"sleep\"} 0",
+        ],
         "{metrics}"
     );
     assert_eq!(platform.vhost.queue_depth("task_queue"), Some(0));

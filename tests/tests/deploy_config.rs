@@ -2,8 +2,9 @@
 //! agree with the services' own defaults: ports, environment variable names,
 //! queue names, upstream URLs, health paths.
 
-use std::{collections::BTreeSet, path::PathBuf};
+use std::collections::BTreeSet;
 
+use e2e_tests::repo::{repo_file, scalar as s, yaml_docs};
 use serde_yaml_ng::Value;
 use shared::{
     http::{HEALTH_PATH, READY_PATH},
@@ -46,35 +47,6 @@ const SERVICES: [Service; 4] = [
 
 fn port_of(name: &str) -> u16 {
     SERVICES.iter().find(|s| s.name == name).unwrap().port
-}
-
-fn repo_file(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(path)
-}
-
-fn yaml_docs(path: &str) -> Vec<Value> {
-    let text = std::fs::read_to_string(repo_file(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|doc| {
-            let mut value = Value::deserialize(doc).unwrap_or_else(|e| panic!("{path}: {e}"));
-            value.apply_merge().unwrap();
-            value
-        })
-        .filter(|v| !v.is_null())
-        .collect()
-}
-
-use serde::Deserialize;
-
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        other => panic!("not a scalar: {other:?}"),
-    }
 }
 
 fn variables_of(service: &Service) -> BTreeSet<&'static str> {

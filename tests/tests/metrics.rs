@@ -62,6 +62,32 @@ async fn metrics_after_real_traffic_have_the_values_that_traffic_implies() {
         },
     )
     .await;
+    // Before any traffic, every task series exists at zero: rate() sees no
+    // increase in a series whose first sample is already 1.
+    let backend = scrape(&platform, &platform.backend).await;
+    let worker = scrape(&platform, &platform.worker).await;
+    for task_type in ["echo", "sleep", "hash"] {
+        let series = |name: &str| format!("{name}{{task_type=\"{task_type}\"}} 0\n");
+        assert!(
+            backend.contains(&series("tasks_published_total")),
+            "{backend}"
+        );
+        for name in [
+            "tasks_processed_total",
+            "tasks_failed_total",
+            "tasks_retried_total",
+        ] {
+            assert!(worker.contains(&series(name)), "{worker}");
+        }
+    }
+    for reason in ["max-attempts", "invalid-payload", "poison"] {
+        let series = format!("tasks_dead_lettered_total{{reason=\"{reason}\"}} 0\n");
+        assert!(worker.contains(&series), "{worker}");
+    }
+    assert!(worker.contains(
+        "task_processing_duration_seconds_count{task_type=\"sleep\",outcome=\"failed\"} 0\n"
+    ));
+
     let tasks = [
         json!({"type": "echo", "payload": {"n": 1}}),
         json!({"type": "echo", "payload": {"n": 2}}),

@@ -28,7 +28,9 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     let broker = Broker::new(config.broker.amqp_url.clone(), "worker");
     let (observability, task_metrics) = Observability::new(|registry| {
         broker.register_metrics(registry);
-        TaskMetrics::register(registry)
+        let metrics = TaskMetrics::register(registry);
+        metrics.start_processing_at_zero();
+        metrics
     });
     let metrics = task_metrics;
     metrics.consumers.set(config.concurrency as i64);

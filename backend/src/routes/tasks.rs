@@ -105,7 +105,7 @@ async fn enqueue(state: &AppState, id: Uuid, request: TaskRequest) -> Result<(),
         state.store.send_traced(RemoveTask(id)).await?;
         return Err(err.into());
     }
-    TaskMetrics::count(&state.metrics.published, message.kind.as_str());
+    TaskMetrics::count(&state.metrics.published, message.kind);
     tracing::info!(task.id = %id, task.type = %message.kind, "task queued");
     Ok(())
 }

@@ -40,8 +40,8 @@ use shared::{
         header_u32, process_span, subscribe_with_retry, Broker, Publish, PublishError,
         QueuePublisher,
     },
-    metrics::{current_trace_exemplar, ReasonLabel, TaskMetrics, TaskOutcomeLabels},
-    task::{StatusUpdate, TaskMessage, TaskQueues, TaskStatus, ATTEMPT_HEADER},
+    metrics::{current_trace_exemplar, ReasonLabel, TaskMetrics, TaskOutcome, TaskOutcomeLabels},
+    task::{DeadLetterKind, StatusUpdate, TaskMessage, TaskQueues, TaskStatus, ATTEMPT_HEADER},
     TracedSend,
 };
 use tracing::Instrument;
@@ -252,7 +252,14 @@ async fn process(delivery: Delivery, handling: TaskHandling) {
             consumer_span.set_status(Status::error(format!("poison message: {reason}")));
             consumer_span.set_attribute("error.type", "poison_message");
             tracing::error!(%reason, "poison message; moving it to the dead-letter queue");
-            dead_letter(&delivery, &handling, "poison", &reason, attempt).await
+            dead_letter(
+                &delivery,
+                &handling,
+                DeadLetterKind::Poison,
+                &reason,
+                attempt,
+            )
+            .await
         }
     };
     match outcome {
@@ -296,7 +303,7 @@ async fn attempt_task(
     };
     send_report(handling, report(TaskStatus::Processing, None, None)).await?;
 
-    let task_type = task.kind.as_str();
+    let task_type = task.kind;
     let started = std::time::Instant::now();
     let outcome = handling
         .executor
@@ -306,15 +313,14 @@ async fn attempt_task(
     TaskMetrics::count(&metrics.processed, task_type);
     metrics
         .duration
-        .get_or_create(&TaskOutcomeLabels {
-            task_type: task_type.to_string(),
-            outcome: if outcome.is_ok() {
-                "succeeded"
+        .get_or_create(&TaskOutcomeLabels::new(
+            task_type,
+            if outcome.is_ok() {
+                TaskOutcome::Succeeded
             } else {
-                "failed"
-            }
-            .to_string(),
-        })
+                TaskOutcome::Failed
+            },
+        ))
         .observe(
             started.elapsed().as_secs_f64(),
             current_trace_exemplar(),
@@ -366,8 +372,8 @@ async fn attempt_task(
         tracing::error!(task.id = %id, attempt, error = %failure, "task failed for good; dead-lettering it");
         send_report(handling, report(TaskStatus::Failed, None, error)).await?;
         let kind = match failure {
-            TaskFailure::Invalid(_) => "invalid-payload",
-            _ => "max-attempts",
+            TaskFailure::Invalid(_) => DeadLetterKind::InvalidPayload,
+            _ => DeadLetterKind::MaxAttempts,
         };
         dead_letter(delivery, handling, kind, &failure.to_string(), attempt).await
     }
@@ -392,7 +398,7 @@ async fn send_report(handling: &TaskHandling, update: StatusUpdate) -> Result<()
 async fn dead_letter(
     delivery: &Delivery,
     handling: &TaskHandling,
-    kind: &str,
+    kind: DeadLetterKind,
     reason: &str,
     attempts: u32,
 ) -> Result<(), Unsettled> {
@@ -404,7 +410,10 @@ async fn dead_letter(
         .unwrap_or_else(|| format!("dead-letter-{}", uuid::Uuid::new_v4()));
     let message = Publish::new(message_id, delivery.data.clone())
         .to(handling.queues.dead_letters())
-        .header("x-failure-kind", AMQPValue::LongString(kind.into()))
+        .header(
+            "x-failure-kind",
+            AMQPValue::LongString(kind.as_str().into()),
+        )
         .header("x-failure-reason", AMQPValue::LongString(reason.into()))
         .header("x-attempts", AMQPValue::LongUInt(attempts))
         .header(
@@ -415,9 +424,7 @@ async fn dead_letter(
     handling
         .metrics
         .dead_lettered
-        .get_or_create(&ReasonLabel {
-            reason: kind.to_string(),
-        })
+        .get_or_create(&ReasonLabel::from(kind))
         .inc();
     Ok(())
 }
