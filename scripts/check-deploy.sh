@@ -21,6 +21,17 @@ for file in compose/prometheus/*.yml; do
   echo "ok  $file"
 done
 
+# kustomize builds (patches apply, resources exist) where kubectl is at hand;
+# Debian's kubectl is too old for `patches:`, so CI does not install one.
+if command -v kubectl >/dev/null 2>&1; then
+  for dir in k8s/base k8s/overlays/*/; do
+    kubectl kustomize "$dir" >/dev/null
+    echo "ok  kubectl kustomize $dir"
+  done
+else
+  echo "skip kubectl kustomize (kubectl not installed)"
+fi
+
 hadolint Dockerfile
 echo "ok  Dockerfile"
 

@@ -111,6 +111,10 @@ fn compose_services_use_the_services_ports_variables_and_queue() {
                 "service_healthy"
             );
         }
+        assert_eq!(
+            s(&def["depends_on"]["jaeger"]["condition"]),
+            "service_healthy"
+        );
         // Only the gateway is published on the host.
         let published = def.get("ports").is_some();
         assert_eq!(
@@ -175,6 +179,26 @@ fn compose_services_use_the_services_ports_variables_and_queue() {
     assert_eq!(ports("grafana"), ["3001:3000"]);
     assert!(ports("rabbitmq").contains(&"15672:15672".to_string()));
     assert!(services["rabbitmq"].get("healthcheck").is_some());
+    // Jaeger's healthcheck asks the port its config serves health on.
+    let jaeger_config = &yaml_docs("compose/jaeger/config.yaml")[0];
+    let health_port = s(&jaeger_config["extensions"]["healthcheckv2"]["http"]["endpoint"])
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let probe: Vec<String> = services["jaeger"]["healthcheck"]["test"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(s)
+        .collect();
+    assert!(
+        probe
+            .last()
+            .unwrap()
+            .contains(&format!(":{health_port}/status")),
+        "{probe:?}"
+    );
 }
 
 #[test]
@@ -369,7 +393,7 @@ fn kubernetes_manifests_use_the_services_ports_variables_probes_and_queue() {
     assert!(policies.iter().any(|p| s(&p["type"]) == "probabilistic"));
     assert_eq!(
         s(&collector_config["exporters"]["otlp/jaeger"]["endpoint"]),
-        "jaeger-collector:4317"
+        "dns:///jaeger-collector-headless:4317"
     );
     assert_eq!(
         s(&find("Jaeger", "jaeger")["spec"]["storage"]["type"]),
