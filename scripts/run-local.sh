@@ -24,7 +24,9 @@ trap 'exit 130' INT TERM
 
 start() {
   local name=$1; shift
-  env "$@" "target/release/$name" >"$logs/$name.log" 2>&1 &
+  # job=<service.name>: Grafana's trace-to-metrics links (compose/grafana).
+  env OTEL_RESOURCE_ATTRIBUTES="job=$name-service${OTEL_RESOURCE_ATTRIBUTES:+,$OTEL_RESOURCE_ATTRIBUTES}" \
+    "$@" "target/release/$name" >"$logs/$name.log" 2>&1 &
   pids+=("$!")
 }
 

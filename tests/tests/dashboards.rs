@@ -13,7 +13,7 @@ use e2e_tests::{
     platform::bin_dir,
     prometheus::{Prometheus, Sample},
     repo::{read_repo_file, scalar, yaml_docs},
-    Platform, PlatformOptions, ReceivedSpan, ServiceProcess, SpanKind,
+    Platform, PlatformOptions, ReceivedSpan, Service, ServiceProcess, SpanKind,
 };
 use serde_json::json;
 use serde_yaml_ng::{Mapping, Value};
@@ -130,6 +130,47 @@ fn dashboard_queries() -> Vec<(String, String)> {
     queries
 }
 
+/// Grafana's `$__tags` for `span` under the datasource's `(tag, label)`
+/// mapping, as the Jaeger datasource shows the span: its tags, and its
+/// process tags, which are the resource attributes but service.name
+/// (Jaeger's API moves that one to `serviceName`).
+fn grafana_tags(span: &ReceivedSpan, mapping: &[(String, String)]) -> String {
+    let process = span.resource.iter().filter(|(k, _)| *k != "service.name");
+    let all: Vec<(&String, &String)> = process.chain(span.attributes.iter()).collect();
+    mapping
+        .iter()
+        .filter_map(|(key, label)| {
+            let (_, value) = all.iter().find(|(k, _)| *k == key)?;
+            Some(format!("{label}=\"{value}\""))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Each service's `OTEL_RESOURCE_ATTRIBUTES` in compose/docker-compose.yml.
+fn compose_resource_attributes() -> Vec<(Service, String, String)> {
+    let compose = yaml_docs("compose/docker-compose.yml").remove(0);
+    [
+        Service::Gateway,
+        Service::Backend,
+        Service::Product,
+        Service::Worker,
+    ]
+    .into_iter()
+    .map(|service| {
+        let env = &compose["services"][service.binary()]["environment"];
+        let attributes = env
+            .get("OTEL_RESOURCE_ATTRIBUTES")
+            .unwrap_or_else(|| panic!("{}: no OTEL_RESOURCE_ATTRIBUTES", service.binary()));
+        (
+            service,
+            "OTEL_RESOURCE_ATTRIBUTES".into(),
+            scalar(attributes),
+        )
+    })
+    .collect()
+}
+
 /// A Jaeger UI search link (`/search?service=..&operation=..&tags=..`), as
 /// Jaeger would run it.
 #[derive(Debug)]
@@ -232,8 +273,9 @@ async fn grafana_queries_find_the_traffic_and_its_traces_in_a_real_prometheus() 
                 ("TASK_RETRY_DELAY_MS".into(), "100".into()),
                 ("TASK_MAX_ATTEMPTS".into(), "2".into()),
             ],
+            // As compose runs them: the resource attributes Grafana links on.
+            service_env: compose_resource_attributes(),
             worker_concurrency: 2,
-            ..PlatformOptions::default()
         },
     )
     .await;
@@ -442,40 +484,47 @@ async fn grafana_queries_find_the_traffic_and_its_traces_in_a_real_prometheus() 
         }
     }
 
-    // Trace to metrics: for each service that served HTTP in the traces, the
-    // Jaeger datasource's queries (with its service.name -> job tag mapping)
-    // find that service's request metrics; the error query finds exactly the
-    // services whose SERVER spans answered 5xx.
+    // Trace to metrics: from a SERVER span of each service, the Jaeger
+    // datasource's queries, with $__tags rendered the way Grafana renders it
+    // for that span, find that service's request metrics (the error query:
+    // for the services that answered 5xx).
     let links = &jaeger_ds["jsonData"]["tracesToMetrics"];
-    let tag = &links["tags"][0];
-    assert_eq!(scalar(&tag["key"]), "service.name");
-    let label = scalar(&tag["value"]);
-    let spans = platform.collector.spans();
-    let servers: BTreeSet<&str> = spans
+    let mapping: Vec<(String, String)> = links["tags"]
+        .as_sequence()
+        .unwrap()
         .iter()
-        .filter(|s| s.kind == SpanKind::Server)
-        .map(|s| s.service.as_str())
-        .collect();
-    let failing: BTreeSet<&str> = spans
-        .iter()
-        .filter(|s| s.kind == SpanKind::Server)
-        .filter(|s| {
-            s.attr("http.response.status_code")
-                .is_some_and(|c| c.starts_with('5'))
+        .map(|tag| {
+            let key = scalar(&tag["key"]);
+            let label = tag.get("value").map_or(key.clone(), scalar);
+            (key, label)
         })
-        .map(|s| s.service.as_str())
         .collect();
-    assert!(servers.is_superset(&["gateway-service", "backend-service", "product-service"].into()));
-    assert_eq!(failing, ["gateway-service"].into());
-    for query in links["queries"].as_sequence().unwrap() {
-        let name = scalar(&query["name"]);
-        let template = scalar(&query["query"]);
-        assert!(template.contains("$$__tags"), "{name}: {template}");
-        for service in &servers {
-            // Grafana's provisioning reads `$$` as a literal `$`.
-            let expr = template.replace("$$__tags", &format!("{label}=\"{service}\""));
-            let expect_data = !template.contains("5..") || failing.contains(service);
-            if expect_data {
+    let spans = platform.collector.spans();
+    let is_5xx = |s: &&ReceivedSpan| {
+        s.attr("http.response.status_code")
+            .is_some_and(|c| c.starts_with('5'))
+    };
+    let mut servers = BTreeSet::new();
+    for span in spans.iter().filter(|s| s.kind == SpanKind::Server) {
+        if !servers.insert(span.service.as_str()) {
+            continue;
+        }
+        let tags = grafana_tags(span, &mapping);
+        assert_eq!(
+            tags,
+            format!("job=\"{}\"", span.service),
+            "$__tags of a {} span must select its Prometheus job",
+            span.service
+        );
+        let answered_5xx = spans
+            .iter()
+            .filter(|s| s.kind == SpanKind::Server && s.service == span.service)
+            .any(|s| is_5xx(&s));
+        for query in links["queries"].as_sequence().unwrap() {
+            let template = scalar(&query["query"]);
+            // Provisioning reads `$$` as a literal `$`.
+            let expr = template.replace("$$", "$").replace("$__tags", &tags);
+            if !template.contains("5..") || answered_5xx {
                 prometheus
                     .query_until(&expr, WAIT, |r| r.iter().any(|s| s.value.is_finite()))
                     .await;
@@ -484,10 +533,10 @@ async fn grafana_queries_find_the_traffic_and_its_traces_in_a_real_prometheus() 
             }
         }
     }
+    assert!(servers.is_superset(&["gateway-service", "backend-service", "product-service"].into()));
 
     // Data links: every series with a value above zero has a link, on its
     // panel, to a Jaeger search that finds spans of the traffic.
-    let spans = platform.collector.spans();
     for panel in dashboard_panels() {
         assert!(!panel.links.is_empty(), "{}: no data links", panel.title);
         for expr in &panel.exprs {
