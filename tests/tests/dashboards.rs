@@ -1,10 +1,12 @@
-//! What Grafana shows, checked against a real Prometheus: it scrapes the
-//! services and RabbitMQ with the job names and paths of
-//! compose/prometheus/prometheus.yml and the flags of the compose file, and
-//! after real traffic every query of the provisioned dashboard returns the
-//! series that traffic implies, the latency exemplars name traces the
-//! services exported, and the Jaeger datasource's trace-to-metrics queries
-//! find the metrics of each span's service.
+//! What Grafana shows, checked against a real Prometheus. The services run
+//! with the compose file's environment; Prometheus scrapes them and RabbitMQ
+//! with the job names and paths of compose/prometheus/prometheus.yml and the
+//! flags of the compose file. After real traffic, every query of the
+//! provisioned dashboard returns the series that traffic implies, the
+//! latency exemplars name traces the services exported, the Jaeger
+//! datasource's trace-to-metrics queries (with `$__tags` rendered as Grafana
+//! renders it) find the metrics of each span's service, and every series
+//! links to a Jaeger search that finds spans.
 
 use std::{collections::BTreeSet, time::Duration};
 
@@ -147,28 +149,46 @@ fn grafana_tags(span: &ReceivedSpan, mapping: &[(String, String)]) -> String {
         .join(", ")
 }
 
-/// Each service's `OTEL_RESOURCE_ATTRIBUTES` in compose/docker-compose.yml.
-fn compose_resource_attributes() -> Vec<(Service, String, String)> {
+/// Each service's environment in compose/docker-compose.yml, `${VAR:-x}`
+/// taken as `x`, but for the variables that name other containers or the
+/// port, which the test platform sets itself.
+fn compose_environment() -> Vec<(Service, String, String)> {
+    const ADDRESSES: [&str; 5] = [
+        "PORT",
+        "AMQP_URL",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "BACKEND_URL",
+        "PRODUCT_URL",
+    ];
     let compose = yaml_docs("compose/docker-compose.yml").remove(0);
-    [
+    let mut out = Vec::new();
+    for service in [
         Service::Gateway,
         Service::Backend,
         Service::Product,
         Service::Worker,
-    ]
-    .into_iter()
-    .map(|service| {
-        let env = &compose["services"][service.binary()]["environment"];
-        let attributes = env
-            .get("OTEL_RESOURCE_ATTRIBUTES")
-            .unwrap_or_else(|| panic!("{}: no OTEL_RESOURCE_ATTRIBUTES", service.binary()));
-        (
-            service,
-            "OTEL_RESOURCE_ATTRIBUTES".into(),
-            scalar(attributes),
-        )
-    })
-    .collect()
+    ] {
+        let env = compose["services"][service.binary()]["environment"]
+            .as_mapping()
+            .unwrap_or_else(|| panic!("{}: no environment", service.binary()));
+        for (name, value) in env {
+            let (name, value) = (scalar(name), scalar(value));
+            if ADDRESSES.contains(&name.as_str()) {
+                continue;
+            }
+            let value = match value.strip_prefix("${") {
+                Some(rest) => rest
+                    .strip_suffix('}')
+                    .and_then(|inner| inner.split_once(":-"))
+                    .unwrap_or_else(|| panic!("{name}={value}: ${{VAR:-default}} expected"))
+                    .1
+                    .to_string(),
+                None => value,
+            };
+            out.push((service, name, value));
+        }
+    }
+    out
 }
 
 /// A Jaeger UI search link (`/search?service=..&operation=..&tags=..`), as
@@ -273,9 +293,9 @@ async fn grafana_queries_find_the_traffic_and_its_traces_in_a_real_prometheus() 
                 ("TASK_RETRY_DELAY_MS".into(), "100".into()),
                 ("TASK_MAX_ATTEMPTS".into(), "2".into()),
             ],
-            // As compose runs them: the resource attributes Grafana links on.
-            service_env: compose_resource_attributes(),
-            worker_concurrency: 2,
+            // Configured as compose configures them.
+            service_env: compose_environment(),
+            ..PlatformOptions::default()
         },
     )
     .await;
@@ -421,9 +441,15 @@ async fn grafana_queries_find_the_traffic_and_its_traces_in_a_real_prometheus() 
             |r| r.iter().any(|s| s.label("queue") == "task_queue"),
         )
         .await;
+    // compose's WORKER_CONCURRENCY reached the worker
+    let concurrency: f64 = compose_environment()
+        .into_iter()
+        .find(|(_, name, _)| name == "WORKER_CONCURRENCY")
+        .map(|(_, _, value)| value.parse().unwrap())
+        .unwrap();
     prometheus
         .query_until(query_of(&queries, "sum(worker_consumers)"), WAIT, |r| {
-            r.len() == 1 && r[0].value == 2.0
+            r.len() == 1 && r[0].value == concurrency
         })
         .await;
     prometheus
