@@ -61,17 +61,27 @@ impl TestVhost {
         ]);
     }
 
+    /// The type (`classic`, `quorum`, ...) of `queue` in this vhost.
+    pub fn queue_type(&self, queue: &str) -> Option<String> {
+        self.queue_column(queue, "type")
+    }
+
     /// Messages ready in `queue` of this vhost.
     pub fn queue_depth(&self, queue: &str) -> Option<u64> {
+        self.queue_column(queue, "messages")?.parse().ok()
+    }
+
+    /// One `rabbitmqctl list_queues` column of `queue`, if it exists.
+    fn queue_column(&self, queue: &str, column: &str) -> Option<String> {
         let output = Command::new("rabbitmqctl")
-            .args(["list_queues", "-q", "-p", &self.name, "name", "messages"])
+            .args(["list_queues", "-q", "-p", &self.name, "name", column])
             .output()
             .ok()?;
         String::from_utf8_lossy(&output.stdout)
             .lines()
             .find_map(|line| {
                 let mut cols = line.split_whitespace();
-                (cols.next()? == queue).then(|| cols.next()?.parse().ok())?
+                (cols.next()? == queue).then(|| cols.next().map(str::to_string))?
             })
     }
 }

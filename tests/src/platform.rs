@@ -24,6 +24,9 @@ pub enum Service {
 }
 
 impl Service {
+    /// All four.
+    pub const ALL: [Self; 4] = [Self::Gateway, Self::Backend, Self::Product, Self::Worker];
+
     /// The binary name.
     pub fn binary(self) -> &'static str {
         match self {
@@ -44,6 +47,17 @@ impl Service {
         }
     }
 }
+
+/// Variables that address other processes, or the port: the test platform
+/// sets them itself, so tests that run the services with a deployment file's
+/// environment leave them out.
+pub const ADDRESS_VARIABLES: [&str; 5] = [
+    "PORT",
+    "AMQP_URL",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "BACKEND_URL",
+    "PRODUCT_URL",
+];
 
 /// Variables that would leak from the developer's shell into a service.
 const SCRUBBED: &[&str] = &[

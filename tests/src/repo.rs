@@ -42,3 +42,23 @@ pub fn scalar(v: &Value) -> String {
         other => panic!("not a scalar: {other:?}"),
     }
 }
+
+/// Every resource of `k8s/base` (its kustomization aside).
+pub fn k8s_base_resources() -> Vec<Value> {
+    let mut files: Vec<String> = std::fs::read_dir(repo_file("k8s/base"))
+        .expect("k8s/base")
+        .map(|entry| {
+            entry
+                .expect("k8s/base entry")
+                .file_name()
+                .to_string_lossy()
+                .to_string()
+        })
+        .filter(|name| name.ends_with(".yaml") && name != "kustomization.yaml")
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|name| yaml_docs(&format!("k8s/base/{name}")))
+        .collect()
+}

@@ -12,7 +12,7 @@ use std::{collections::BTreeSet, time::Duration};
 
 use e2e_tests::{
     broker::amqp_host,
-    platform::bin_dir,
+    platform::{bin_dir, ADDRESS_VARIABLES},
     prometheus::{Prometheus, Sample},
     repo::{read_repo_file, scalar, yaml_docs},
     Platform, PlatformOptions, ReceivedSpan, Service, ServiceProcess, SpanKind,
@@ -153,27 +153,15 @@ fn grafana_tags(span: &ReceivedSpan, mapping: &[(String, String)]) -> String {
 /// taken as `x`, but for the variables that name other containers or the
 /// port, which the test platform sets itself.
 fn compose_environment() -> Vec<(Service, String, String)> {
-    const ADDRESSES: [&str; 5] = [
-        "PORT",
-        "AMQP_URL",
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "BACKEND_URL",
-        "PRODUCT_URL",
-    ];
     let compose = yaml_docs("compose/docker-compose.yml").remove(0);
     let mut out = Vec::new();
-    for service in [
-        Service::Gateway,
-        Service::Backend,
-        Service::Product,
-        Service::Worker,
-    ] {
+    for service in Service::ALL {
         let env = compose["services"][service.binary()]["environment"]
             .as_mapping()
             .unwrap_or_else(|| panic!("{}: no environment", service.binary()));
         for (name, value) in env {
             let (name, value) = (scalar(name), scalar(value));
-            if ADDRESSES.contains(&name.as_str()) {
+            if ADDRESS_VARIABLES.contains(&name.as_str()) {
                 continue;
             }
             let value = match value.strip_prefix("${") {

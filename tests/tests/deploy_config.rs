@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use e2e_tests::repo::{repo_file, scalar as s, yaml_docs};
+use e2e_tests::repo::{k8s_base_resources, scalar as s, yaml_docs};
 use serde_yaml_ng::Value;
 use shared::{
     http::{HEALTH_PATH, READY_PATH},
@@ -269,21 +269,9 @@ fn prometheus_scrapes_every_service_on_its_port_under_its_service_name() {
     }
 }
 
-fn k8s_resources() -> Vec<Value> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(repo_file("k8s/base")).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if name.ends_with(".yaml") && name != "kustomization.yaml" {
-            out.extend(yaml_docs(&format!("k8s/base/{name}")));
-        }
-    }
-    out
-}
-
 #[test]
 fn kubernetes_manifests_use_the_services_ports_variables_probes_and_queue() {
-    let resources = k8s_resources();
+    let resources = k8s_base_resources();
     let find = |kind: &str, name: &str| {
         resources
             .iter()

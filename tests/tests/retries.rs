@@ -215,29 +215,16 @@ async fn retries_and_dead_letters_work_the_same_on_quorum_queues() {
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].headers["x-failure-kind"], "max-attempts");
     // The queues really are quorum queues.
-    let output = std::process::Command::new("rabbitmqctl")
-        .args([
-            "list_queues",
-            "-q",
-            "-p",
-            platform.vhost.name(),
-            "name",
-            "type",
-        ])
-        .output()
-        .unwrap();
-    let listing = String::from_utf8_lossy(&output.stdout);
     for queue in [
         "task_queue",
         "task_queue.dlq",
         "task_queue.retry.2",
         "task_results",
     ] {
-        assert!(
-            listing
-                .lines()
-                .any(|l| l.split_whitespace().collect::<Vec<_>>() == [queue, "quorum"]),
-            "{queue} is not a quorum queue:\n{listing}"
+        assert_eq!(
+            platform.vhost.queue_type(queue).as_deref(),
+            Some("quorum"),
+            "{queue}"
         );
     }
 }
