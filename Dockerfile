@@ -3,6 +3,7 @@
 # The dependency layer is built from the manifests alone (with stub sources),
 # so editing code rebuilds only the last layers.
 
+# Not older than the workspace's rust-version (Cargo.toml; a test checks).
 FROM rust:1.90-slim-bookworm AS builder
 WORKDIR /src
 

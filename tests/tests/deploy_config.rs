@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use e2e_tests::repo::{k8s_base_resources, scalar as s, yaml_docs};
+use e2e_tests::repo::{k8s_base_resources, read_repo_file, scalar as s, yaml_docs};
 use serde_yaml_ng::Value;
 use shared::{
     http::{HEALTH_PATH, READY_PATH},
@@ -388,4 +388,30 @@ fn kubernetes_manifests_use_the_services_ports_variables_probes_and_queue() {
         "elasticsearch"
     );
     assert!(find("RabbitmqCluster", "rabbitmq")["spec"]["replicas"].is_number());
+}
+
+/// `(major, minor)` of a `1.89`-style version.
+fn major_minor(version: &str) -> (u32, u32) {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap());
+    (parts.next().unwrap(), parts.next().unwrap())
+}
+
+#[test]
+fn the_dockerfile_builds_with_a_toolchain_the_workspace_supports() {
+    let manifest = read_repo_file("Cargo.toml");
+    let msrv = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .expect("workspace rust-version")
+        .trim_matches('"');
+    let dockerfile = read_repo_file("Dockerfile");
+    let builder = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("FROM rust:"))
+        .expect("a rust builder stage");
+    let toolchain = builder.split(['-', ' ']).next().unwrap();
+    assert!(
+        major_minor(toolchain) >= major_minor(msrv),
+        "the Dockerfile builds with rust {toolchain}, the workspace needs {msrv}"
+    );
 }
