@@ -35,6 +35,10 @@ fi
 hadolint Dockerfile
 echo "ok  Dockerfile"
 
+# Needs Docker to run; here it must at least compile.
+python3 -c "import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])" scripts/compose-smoke.py
+echo "ok  scripts/compose-smoke.py (compiles)"
+
 python3 - <<'PY'
 import pathlib, subprocess, sys, tempfile, yaml
 
