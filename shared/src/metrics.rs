@@ -90,14 +90,19 @@ impl HttpMetrics {
 }
 
 /// Middleware (`middleware::from_fn(record_http_metrics)`) observing every
-/// request's duration, with the request's trace as exemplar. It must run
+/// request's duration, with the request's trace as exemplar (but for the
+/// operational endpoints, see [`crate::http::is_operational`]). It must run
 /// inside `TracingLogger` and find `web::Data<HttpMetrics>`;
 /// [`crate::http::Observability::app`] sets both up.
 pub async fn record_http_metrics(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let metrics = req.app_data::<web::Data<HttpMetrics>>().cloned();
+    // Probes and scrapes are not the platform's traffic.
+    let metrics = req
+        .app_data::<web::Data<HttpMetrics>>()
+        .filter(|_| !crate::http::is_operational(req.path()))
+        .cloned();
     let method = req.method().to_string();
     // Unmatched paths share one label value: raw paths would explode cardinality.
     let route = req
@@ -147,6 +152,16 @@ pub enum TaskOutcome {
     Failed,
 }
 
+impl TaskOutcome {
+    /// The label value (`succeeded`, `failed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 /// Labels of the processing duration histogram.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TaskOutcomeLabels {
@@ -161,11 +176,7 @@ impl TaskOutcomeLabels {
     pub fn new(task_type: TaskType, outcome: TaskOutcome) -> Self {
         Self {
             task_type: task_type.as_str().to_string(),
-            outcome: match outcome {
-                TaskOutcome::Succeeded => "succeeded",
-                TaskOutcome::Failed => "failed",
-            }
-            .to_string(),
+            outcome: outcome.as_str().to_string(),
         }
     }
 }

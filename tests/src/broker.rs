@@ -66,7 +66,7 @@ impl TestVhost {
         self.queue_column(queue, "type")
     }
 
-    /// Messages ready in `queue` of this vhost.
+    /// Messages in `queue` of this vhost (ready and unacknowledged).
     pub fn queue_depth(&self, queue: &str) -> Option<u64> {
         self.queue_column(queue, "messages")?.parse().ok()
     }

@@ -189,6 +189,20 @@ impl Prometheus {
         }
     }
 
+    /// Waits until Prometheus has scraped every target after `moment`, so
+    /// that what happened before it is in the TSDB.
+    pub async fn wait_for_scrapes_after(&self, moment: SystemTime, timeout: Duration) {
+        let moment = moment
+            .duration_since(UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs_f64();
+        // A scrape's time is the timestamp of its `up` sample.
+        self.query_until("min(timestamp(up))", timeout, |r| {
+            r.first().is_some_and(|s| s.value > moment)
+        })
+        .await;
+    }
+
     /// The exemplars of the series `selector` selects, over the last `window`.
     pub async fn exemplars(&self, selector: &str, window: Duration) -> Vec<Exemplar> {
         let now = SystemTime::now()

@@ -62,3 +62,11 @@ pub fn k8s_base_resources() -> Vec<Value> {
         .flat_map(|name| yaml_docs(&format!("k8s/base/{name}")))
         .collect()
 }
+
+/// The resource of `kind` named `name` among `resources`; panics if absent.
+pub fn find_resource<'a>(resources: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    resources
+        .iter()
+        .find(|r| scalar(&r["kind"]) == kind && scalar(&r["metadata"]["name"]) == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use e2e_tests::repo::{k8s_base_resources, read_repo_file, scalar as s, yaml_docs};
+use e2e_tests::repo::{find_resource, k8s_base_resources, read_repo_file, scalar as s, yaml_docs};
 use serde_yaml_ng::Value;
 use shared::{
     http::{HEALTH_PATH, READY_PATH},
@@ -272,12 +272,7 @@ fn prometheus_scrapes_every_service_on_its_port_under_its_service_name() {
 #[test]
 fn kubernetes_manifests_use_the_services_ports_variables_probes_and_queue() {
     let resources = k8s_base_resources();
-    let find = |kind: &str, name: &str| {
-        resources
-            .iter()
-            .find(|r| s(&r["kind"]) == kind && s(&r["metadata"]["name"]) == name)
-            .unwrap_or_else(|| panic!("no {kind}/{name} in k8s/base"))
-    };
+    let find = |kind: &str, name: &str| find_resource(&resources, kind, name);
     let config = find("ConfigMap", "async-micro-config");
     let config_keys: Vec<String> = config["data"].as_mapping().unwrap().keys().map(s).collect();
     assert_eq!(s(&config["data"]["TASK_QUEUE"]), DEFAULT_TASK_QUEUE);
@@ -379,9 +374,12 @@ fn kubernetes_manifests_use_the_services_ports_variables_probes_and_queue() {
         .iter()
         .any(|p| s(&p["type"]) == "status_code" && p["status_code"]["status_codes"][0] == "ERROR"));
     assert!(policies.iter().any(|p| s(&p["type"]) == "probabilistic"));
+    let to_jaeger = &collector_config["exporters"]["loadbalancing/jaeger"]["resolver"]["dns"];
+    assert_eq!(s(&to_jaeger["hostname"]), "jaeger-collector-headless");
+    assert_eq!(s(&to_jaeger["port"]), "4317");
     assert_eq!(
-        s(&collector_config["exporters"]["otlp/jaeger"]["endpoint"]),
-        "dns:///jaeger-collector-headless:4317"
+        collector_config["service"]["pipelines"]["traces"]["exporters"][0],
+        "loadbalancing/jaeger"
     );
     assert_eq!(
         s(&find("Jaeger", "jaeger")["spec"]["storage"]["type"]),

@@ -7,22 +7,16 @@ use std::time::Duration;
 
 use e2e_tests::{
     platform::ADDRESS_VARIABLES,
-    repo::{k8s_base_resources, scalar},
+    repo::{find_resource, k8s_base_resources, scalar},
     Platform, PlatformOptions, Service,
 };
 use serde_json::json;
-use serde_yaml_ng::Value;
 
 /// Each service's environment as its Deployment in k8s/base sets it, but
 /// for the addresses the test platform sets itself and the Secrets.
 fn k8s_environment() -> Vec<(Service, String, String)> {
     let resources = k8s_base_resources();
-    let find = |kind: &str, name: &str| -> &Value {
-        resources
-            .iter()
-            .find(|r| scalar(&r["kind"]) == kind && scalar(&r["metadata"]["name"]) == name)
-            .unwrap_or_else(|| panic!("no {kind} {name} in k8s/base"))
-    };
+    let find = |kind: &str, name: &str| find_resource(&resources, kind, name);
     let mut out = Vec::new();
     for service in Service::ALL {
         let container =

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use e2e_tests::{Platform, PlatformOptions, ServiceProcess};
 use serde_json::{json, Value};
+use shared::task::{DeadLetterKind, TaskType};
 
 /// The value of the sample `name{labels}` (labels in any order), 0 if absent.
 fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -66,7 +67,7 @@ async fn metrics_after_real_traffic_have_the_values_that_traffic_implies() {
     // increase in a series whose first sample is already 1.
     let backend = scrape(&platform, &platform.backend).await;
     let worker = scrape(&platform, &platform.worker).await;
-    for task_type in ["echo", "sleep", "hash"] {
+    for task_type in TaskType::ALL.map(TaskType::as_str) {
         let series = |name: &str| format!("{name}{{task_type=\"{task_type}\"}} 0\n");
         assert!(
             backend.contains(&series("tasks_published_total")),
@@ -80,7 +81,7 @@ async fn metrics_after_real_traffic_have_the_values_that_traffic_implies() {
             assert!(worker.contains(&series(name)), "{worker}");
         }
     }
-    for reason in ["max-attempts", "invalid-payload", "poison"] {
+    for reason in DeadLetterKind::ALL.map(DeadLetterKind::as_str) {
         let series = format!("tasks_dead_lettered_total{{reason=\"{reason}\"}} 0\n");
         assert!(worker.contains(&series), "{worker}");
     }
@@ -229,6 +230,15 @@ async fn metrics_after_real_traffic_have_the_values_that_traffic_implies() {
         1.0
     );
     assert_eq!(sample(&worker, "worker_consumers", &[]), 2.0);
+    // Probes and scrapes (these scrapes included) are not counted as traffic.
+    for text in [&gateway, &backend, &product, &worker] {
+        for route in ["/health", "/ready", "/metrics"] {
+            assert!(
+                !text.contains(&format!("http_route=\"{route}\"")),
+                "{route} counted:\n{text}"
+            );
+        }
+    }
     assert_eq!(sample(&worker, "worker_consumers_busy", &[]), 0.0);
     assert_eq!(sample(&worker, "messaging_broker_connected", &[]), 1.0);
 }

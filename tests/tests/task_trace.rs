@@ -211,8 +211,24 @@ async fn each_task_type_produces_its_result_and_a_trace_id_for_a_request_without
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_platforms_own_spans_are_exported_not_library_internals() {
+async fn only_the_platforms_own_spans_are_exported_not_library_internals_nor_probes() {
     let platform = Platform::start("no-library-spans").await;
+    // Probes and scrapes, as an orchestrator and Prometheus send them.
+    for service in [
+        &platform.gateway,
+        &platform.backend,
+        &platform.product,
+        &platform.worker,
+    ] {
+        for path in ["/health", "/ready", "/metrics"] {
+            platform
+                .http
+                .get(format!("{}{path}", service.url()))
+                .send()
+                .await
+                .unwrap();
+        }
+    }
     let accepted = platform
         .post_task(json!({"type": "echo", "payload": {}}))
         .await;
@@ -257,4 +273,13 @@ async fn only_the_platforms_own_spans_are_exported_not_library_internals() {
         })
         .collect();
     assert!(foreign.is_empty(), "unexpected spans exported: {foreign:?}");
+    let probes: Vec<&String> = names
+        .iter()
+        .filter(|n| {
+            ["/health", "/ready", "/metrics"]
+                .iter()
+                .any(|p| n.ends_with(p))
+        })
+        .collect();
+    assert!(probes.is_empty(), "probes and scrapes traced: {probes:?}");
 }

@@ -27,6 +27,15 @@ pub const READY_PATH: &str = "/ready";
 /// Prometheus scrape path of every service.
 pub const METRICS_PATH: &str = "/metrics";
 
+/// Whether `path` is an operational endpoint (health, readiness, metrics).
+/// Those requests are neither traced nor counted in the HTTP metrics:
+/// orchestrator probes and Prometheus scrapes, every few seconds per
+/// service, would otherwise bury the platform's own traces in Jaeger and
+/// count as traffic on the dashboard.
+pub fn is_operational(path: &str) -> bool {
+    [HEALTH_PATH, READY_PATH, METRICS_PATH].contains(&path)
+}
+
 /// `GET /health`: the process is up and serving.
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))

@@ -21,6 +21,9 @@ pub struct ServerSpan;
 
 impl RootSpanBuilder for ServerSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
+        if super::is_operational(request.path()) {
+            return Span::none();
+        }
         let method = request.method().as_str();
         let route = request.match_pattern();
         // Without a matched route the name is the method alone (low cardinality).
@@ -81,7 +84,7 @@ impl RootSpanBuilder for ServerSpan {
             ),
             Err(_) => (String::new(), String::new()),
         };
-        if matches!(path.as_str(), "/health" | "/ready" | "/metrics") {
+        if super::is_operational(&path) {
             tracing::debug!(parent: &span, status = status.as_u16(), %method, %path, "request completed");
         } else {
             tracing::info!(parent: &span, status = status.as_u16(), %method, %path, "request completed");
