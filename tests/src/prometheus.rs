@@ -236,6 +236,24 @@ impl Prometheus {
             .collect()
     }
 
+    /// Waits until `count` targets are active and all of them up; panics
+    /// with the targets and Prometheus's log after `timeout`.
+    pub async fn wait_for_targets_up(&self, count: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let targets = self.targets().await;
+            if targets.len() == count && targets.iter().all(|t| t.health == "up") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "targets not all up: {targets:?}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     /// Every active scrape target.
     pub async fn targets(&self) -> Vec<Target> {
         let data = self

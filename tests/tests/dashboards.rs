@@ -283,6 +283,7 @@ fn set(items: &[&str]) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grafana_queries_find_the_traffic_and_its_traces_in_a_real_prometheus() {
+    let compose_env = compose_environment();
     let mut platform = Platform::start_with(
         "dashboards",
         PlatformOptions {
@@ -291,7 +292,7 @@ async fn grafana_queries_find_the_traffic_and_its_traces_in_a_real_prometheus() 
                 ("TASK_MAX_ATTEMPTS".into(), "2".into()),
             ],
             // Configured as compose configures them.
-            service_env: compose_environment(),
+            service_env: compose_env.clone(),
             ..PlatformOptions::default()
         },
     )
@@ -313,21 +314,10 @@ async fn grafana_queries_find_the_traffic_and_its_traces_in_a_real_prometheus() 
     .await;
 
     // Every target scrapes cleanly: our OpenMetrics and RabbitMQ's per-object
-    // endpoint both parse.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let targets = prometheus.targets().await;
-        // one per job: the four services and RabbitMQ
-        if targets.len() == 5 && targets.iter().all(|t| t.health == "up") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "targets not all up: {targets:?}\n{}",
-            prometheus.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    // endpoint both parse. One target per job: four services and RabbitMQ.
+    prometheus
+        .wait_for_targets_up(5, Duration::from_secs(60))
+        .await;
 
     // Traffic: tasks that succeed, one retried once, one dead-lettered; a 400;
     // catalog hits and a miss. rate() sees no increase in a series whose
@@ -452,8 +442,8 @@ async fn grafana_queries_find_the_traffic_and_its_traces_in_a_real_prometheus() 
         )
         .await;
     // compose's WORKER_CONCURRENCY reached the worker
-    let concurrency: f64 = compose_environment()
-        .into_iter()
+    let concurrency: f64 = compose_env
+        .iter()
         .find(|(_, name, _)| name == "WORKER_CONCURRENCY")
         .map(|(_, _, value)| value.parse().unwrap())
         .unwrap();
