@@ -5,6 +5,7 @@ use std::{
     net::TcpListener,
     path::PathBuf,
     process::{Child, Command, ExitStatus, Stdio},
+    sync::atomic::{AtomicU16, Ordering},
     time::{Duration, Instant},
 };
 
@@ -214,12 +215,26 @@ fn signal(pid: u32, name: &str) {
     assert!(status.success(), "kill -{name} {pid} failed");
 }
 
-/// A free TCP port on loopback.
+/// Ports handed to services come from below the kernel's ephemeral range
+/// (32768 and up by default): a port the kernel picked for `bind(0)` could be
+/// taken by an outgoing connection, or another `bind(0)`, before the service
+/// binds it.
+const SERVICE_PORTS: std::ops::Range<u16> = 15_000..32_000;
+
+/// A TCP port free on loopback, never handed out twice by this process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let span = SERVICE_PORTS.end - SERVICE_PORTS.start;
+    // Each test process starts elsewhere, should two ever run at once.
+    let start = (std::process::id() % u32::from(span)) as u16;
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = SERVICE_PORTS.start + start.wrapping_add(offset) % span;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {SERVICE_PORTS:?}");
 }
 
 /// The directory the binaries were built into: this test binary lives in
