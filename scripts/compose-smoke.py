@@ -5,8 +5,9 @@ Brings up compose/docker-compose.yml from scratch (build included), then
 checks that a task goes through the gateway, that its trace is whole in
 Jaeger, that Prometheus scrapes every target and holds exemplars, that
 Grafana's datasources answer and its dashboard is provisioned, that RabbitMQ
-has the durable task queue with the worker's consumers, that the worker scales
-with --scale, and that traces survive a Jaeger restart. Takes the stack down
+has the durable task queue with the worker's consumers, that the worker and
+the backend scale with --scale, that tasks survive a backend restart
+(PostgreSQL), and that traces survive a Jaeger restart. Takes the stack down
 (with its volumes) at the end unless --keep.
 
 Needs Docker with the compose plugin, and Python 3 (standard library only).
@@ -106,6 +107,13 @@ def check_gateway_up(timeout):
     ok(f"gateway answers on {GATEWAY}")
 
 
+def check_task_kept(task_id):
+    status, task, _ = get(f"{GATEWAY}/api/tasks/{task_id}")
+    if status != 200 or task.get("status") != "succeeded":
+        raise CheckFailed(f"task {task_id} after the backend restart: {status} {task}")
+    ok(f"task {task_id} is still there after the backend restarted (PostgreSQL)")
+
+
 def check_task():
     status, body, headers = request(
         "POST", f"{GATEWAY}/api/tasks", {"type": "hash", "payload": {"data": "smoke", "rounds": 10}}
@@ -124,7 +132,7 @@ def check_task():
     if task["status"] != "succeeded":
         raise CheckFailed(f"task {task_id}: {task}")
     ok(f"task {task_id} succeeded (trace {trace_id})")
-    return trace_id
+    return task_id, trace_id
 
 
 def check_products():
@@ -175,7 +183,7 @@ def prometheus_query(expr):
     return body["data"]["result"]
 
 
-def check_prometheus(workers=1):
+def check_prometheus(workers=1, backends=1):
     def targets_up():
         _, body, _ = get(f"{PROMETHEUS}/api/v1/targets?state=active")
         targets = body["data"]["activeTargets"]
@@ -185,6 +193,8 @@ def check_prometheus(workers=1):
             return f"jobs {sorted(jobs)}, down {down}"
         if jobs.count("worker-service") != workers:
             return f"{jobs.count('worker-service')} worker targets, {workers} expected"
+        if jobs.count("backend-service") != backends:
+            return f"{jobs.count('backend-service')} backend targets, {backends} expected"
         return targets
 
     targets = wait_for("every Prometheus target up", targets_up, 90)
@@ -251,7 +261,7 @@ def main():
         if use_compose:
             compose("up", "--build", "--detach")
         check_gateway_up(timeout=300)
-        trace_id = check_task()
+        _, trace_id = check_task()
         check_products()
         if "jaeger" not in skip:
             check_trace(trace_id)
@@ -265,7 +275,17 @@ def main():
             compose("up", "--detach", "--no-recreate", "--scale", "worker=3", "worker")
             check_rabbitmq(workers=3)
             check_prometheus(workers=3)
-            check_task()
+            kept, _ = check_task()
+            # Task state is in PostgreSQL: two backends behind the gateway,
+            # and a restart forgets nothing.
+            compose("up", "--detach", "--no-recreate", "--scale", "backend=2", "backend")
+            check_prometheus(workers=3, backends=2)
+            for _ in range(4):
+                check_task()
+            compose("restart", "backend")
+            check_gateway_up(timeout=120)
+            wait_for("the backend after its restart", lambda: get(f"{GATEWAY}/api/tasks/{kept}")[0] == 200, 120)
+            check_task_kept(kept)
             if "jaeger" not in skip:
                 # trace_id was whole in Jaeger before; Badger keeps it on the volume.
                 compose("restart", "jaeger")

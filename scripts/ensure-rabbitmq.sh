@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Starts the local RabbitMQ if it is installed and not running, waits until it
-# accepts connections, and enables its Prometheus plugin (port 15692, scraped
-# by tests/tests/dashboards.rs). Installing it is up to you (or .ci/run):
-#   apt-get install -y rabbitmq-server
+# Makes the local RabbitMQ ready: installs it (apt, when run as root on
+# Debian; otherwise prints the command and fails), starts it if it is not
+# running, waits until it accepts connections, and enables its Prometheus
+# plugin (port 15692, scraped by tests/tests/dashboards.rs).
 set -euo pipefail
+# shellcheck source=scripts/lib/provision.sh
+. "$(dirname "$0")/lib/provision.sh"
 
-if ! command -v rabbitmqctl >/dev/null 2>&1; then
-  echo "RabbitMQ is not installed: apt-get install -y rabbitmq-server" >&2
-  exit 1
-fi
+ensure_installed rabbitmqctl rabbitmq-server
+
 enable_prometheus_plugin() {
   rabbitmq-plugins -q enable rabbitmq_prometheus >/dev/null
 }
@@ -28,5 +28,5 @@ for _ in $(seq 1 120); do
   fi
   sleep 1
 done
-echo "RabbitMQ did not come up within 120 s" >&2
+echo "RabbitMQ did not come up within 120 s (see /var/log/rabbitmq/)" >&2
 exit 1

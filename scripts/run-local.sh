@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
-# Runs the whole platform on this machine: starts RabbitMQ if it is installed
-# and not running, builds the services (release), starts the four of them and
-# prints where each listens. Ctrl-C stops them all.
+# Runs the whole platform on this machine: makes sure RabbitMQ is installed
+# and running, builds the services (release), starts the four of them and
+# prints where each listens once every one answers /health. A service that
+# does not come up is reported with the end of its log, and the script stops
+# the others and exits non-zero. Ctrl-C stops them all.
 #
-# Traces go to OTEL_EXPORTER_OTLP_ENDPOINT (default http://localhost:4317),
-# e.g. a Jaeger started with compose/docker-compose.dev.yml.
+# State: backend and product keep SQLite files under data/ (DATABASE_URL
+# overrides). Traces go to OTEL_EXPORTER_OTLP_ENDPOINT (default
+# http://localhost:4317), e.g. a Jaeger started with
+# compose/docker-compose.dev.yml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/ensure-rabbitmq.sh
 cargo build --release --workspace --bins
+# Where cargo put the binaries: honours CARGO_TARGET_DIR and .cargo/config.
+target_dir=$(cargo metadata --format-version 1 --no-deps |
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+bin="$target_dir/release"
 
 logs=".local/logs"
 mkdir -p "$logs"
+names=()
 pids=()
 cleanup() {
   echo "stopping..."
@@ -26,32 +35,61 @@ start() {
   local name=$1; shift
   # job=<service.name>: Grafana's trace-to-metrics links (compose/grafana).
   env OTEL_RESOURCE_ATTRIBUTES="job=$name-service${OTEL_RESOURCE_ATTRIBUTES:+,$OTEL_RESOURCE_ATTRIBUTES}" \
-    "$@" "target/release/$name" >"$logs/$name.log" 2>&1 &
+    "$@" "$bin/$name" >"$logs/$name.log" 2>&1 &
   pids+=("$!")
+  names+=("$name")
 }
 
-start backend PORT="${BACKEND_PORT:-8000}"
-start product PORT="${PRODUCT_PORT:-8001}"
-start worker PORT="${WORKER_PORT:-8002}"
-start gateway PORT="${GATEWAY_PORT:-3000}" \
-  BACKEND_URL="http://localhost:${BACKEND_PORT:-8000}" \
-  PRODUCT_URL="http://localhost:${PRODUCT_PORT:-8001}"
-
-for port in "${GATEWAY_PORT:-3000}" "${BACKEND_PORT:-8000}" "${PRODUCT_PORT:-8001}" "${WORKER_PORT:-8002}"; do
-  for _ in $(seq 1 100); do
-    curl -sf "http://localhost:$port/health" >/dev/null 2>&1 && break
+# wait_healthy NAME PID PORT: 0 once /health answers; otherwise reports why.
+wait_healthy() {
+  local name=$1 pid=$2 port=$3
+  for _ in $(seq 1 300); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "$name exited during start-up; the end of $logs/$name.log:" >&2
+      tail -n 20 "$logs/$name.log" >&2
+      return 1
+    fi
+    curl -sf "http://localhost:$port/health" >/dev/null 2>&1 && return 0
     sleep 0.1
   done
+  echo "$name did not answer http://localhost:$port/health within 30 s; the end of $logs/$name.log:" >&2
+  tail -n 20 "$logs/$name.log" >&2
+  return 1
+}
+
+gateway_port=${GATEWAY_PORT:-3000}
+backend_port=${BACKEND_PORT:-8000}
+product_port=${PRODUCT_PORT:-8001}
+worker_port=${WORKER_PORT:-8002}
+start backend PORT="$backend_port"
+start product PORT="$product_port"
+start worker PORT="$worker_port"
+start gateway PORT="$gateway_port" \
+  BACKEND_URL="http://localhost:$backend_port" \
+  PRODUCT_URL="http://localhost:$product_port"
+
+ports=("$backend_port" "$product_port" "$worker_port" "$gateway_port")
+failed=0
+for i in "${!names[@]}"; do
+  wait_healthy "${names[$i]}" "${pids[$i]}" "${ports[$i]}" || failed=1
 done
+if [ "$failed" -ne 0 ]; then
+  echo "async-micro did not start (logs in $logs/)" >&2
+  exit 1
+fi
 
 cat <<MSG
-async-micro is running (logs in $logs/):
-  gateway  http://localhost:${GATEWAY_PORT:-3000}   <- send requests here
-  backend  http://localhost:${BACKEND_PORT:-8000}
-  product  http://localhost:${PRODUCT_PORT:-8001}
-  worker   http://localhost:${WORKER_PORT:-8002}   (health, readiness, metrics)
+async-micro is running (logs in $logs/, state in data/):
+  gateway  http://localhost:$gateway_port   <- send requests here
+  backend  http://localhost:$backend_port
+  product  http://localhost:$product_port
+  worker   http://localhost:$worker_port   (health, readiness, metrics)
   traces   OTLP to ${OTEL_EXPORTER_OTLP_ENDPOINT:-http://localhost:4317}
-Try: curl -s -XPOST localhost:${GATEWAY_PORT:-3000}/api/tasks -H 'content-type: application/json' -d '{"type":"hash","payload":{"data":"hi","rounds":1000}}'
+Try: curl -s -XPOST localhost:$gateway_port/api/tasks -H 'content-type: application/json' -d '{"type":"hash","payload":{"data":"hi","rounds":1000}}'
 Ctrl-C stops everything.
 MSG
-wait
+# Until Ctrl-C, or until a service dies.
+set +e
+wait -n "${pids[@]}"
+echo "a service exited; see $logs/" >&2
+exit 1

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests of every crate and the end-to-end
 # tests, which start the four services as processes against the local
-# RabbitMQ (started here if needed) and an in-process OTLP receiver.
+# RabbitMQ and PostgreSQL, a real Prometheus and an in-process OTLP receiver.
+# Provisions what they need first (installs with apt when run as root on
+# Debian; otherwise says what to install).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/ensure-rabbitmq.sh
+scripts/ensure-postgres.sh
+scripts/ensure-prometheus.sh
 # Build once: the service binaries the e2e tests run, and every test binary.
 cargo build --workspace --bins --tests
 

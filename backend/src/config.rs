@@ -1,19 +1,32 @@
 //! Backend configuration from the environment.
 
+use std::time::Duration;
+
 use shared::{
     amqp::BrokerSettings,
-    config::{env_in_range, env_or, ConfigError, ServiceConfig},
+    config::{env_duration, env_or, ConfigError, ServiceConfig},
+    db::DatabaseSettings,
 };
-
-use crate::actors::StoreLimits;
 
 /// The port the service listens on unless `PORT` says otherwise.
 pub const DEFAULT_PORT: u16 = 8000;
 
+/// How long tasks are kept unless `TASK_RETENTION` says otherwise: 7 days.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Every variable this service reads, besides the broker ones
 /// ([`BrokerSettings::ENV_VARS`]) and the telemetry ones
-/// (`shared::telemetry::ENV_VARS`).
-pub const ENV_VARS: &[&str] = &["PORT", "TASK_STORE_CAPACITY", "TASK_STORE_MAX_BYTES"];
+/// (`shared::telemetry::ENV_VARS`); the database ones are
+/// [`DatabaseSettings::ENV_VARS`].
+pub const ENV_VARS: &[&str] = &[
+    "PORT",
+    "TASK_RETENTION",
+    "DATABASE_URL",
+    "DATABASE_MAX_CONNECTIONS",
+    "DATABASE_TIMEOUT_MS",
+    "PGUSER",
+    "PGPASSWORD",
+];
 
 /// Everything the backend reads at start-up.
 #[derive(Debug, Clone)]
@@ -22,10 +35,10 @@ pub struct Config {
     pub port: u16,
     /// RabbitMQ and the queues.
     pub broker: BrokerSettings,
-    /// `TASK_STORE_CAPACITY` (100000): tasks kept for `GET /api/tasks/{id}`.
-    pub store_capacity: usize,
-    /// `TASK_STORE_MAX_BYTES` (536870912, 512 MiB): memory the kept tasks may take.
-    pub store_max_bytes: usize,
+    /// `DATABASE_URL` (`sqlite://data/backend.db`) and the pool.
+    pub database: DatabaseSettings,
+    /// `TASK_RETENTION` (`7d`): tasks older than this are deleted.
+    pub retention: Duration,
 }
 
 impl Config {
@@ -34,17 +47,14 @@ impl Config {
         Ok(Self {
             port: env_or("PORT", DEFAULT_PORT)?,
             broker: BrokerSettings::from_env()?,
-            store_capacity: env_in_range(
-                "TASK_STORE_CAPACITY",
-                StoreLimits::default().max_tasks,
-                1,
-                100_000_000,
-            )?,
-            store_max_bytes: env_in_range(
-                "TASK_STORE_MAX_BYTES",
-                StoreLimits::default().max_bytes,
-                1024 * 1024,
-                usize::MAX,
+            database: DatabaseSettings::from_env(&DatabaseSettings::default_sqlite_url(
+                "backend.db",
+            ))?,
+            retention: env_duration(
+                "TASK_RETENTION",
+                DEFAULT_RETENTION,
+                Duration::from_secs(1),
+                Duration::from_secs(10 * 365 * 24 * 3600),
             )?,
         })
     }
@@ -53,5 +63,17 @@ impl Config {
 impl ServiceConfig for Config {
     fn port(&self) -> u16 {
         self.port
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_database_variable_is_listed() {
+        for var in DatabaseSettings::ENV_VARS {
+            assert!(ENV_VARS.contains(var), "{var}");
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! Wires the actors and the HTTP server together and runs until SIGTERM.
+//! Wires the database, the actors and the HTTP server together and runs until
+//! SIGTERM.
 
 use std::time::Duration;
 
@@ -6,15 +7,17 @@ use actix::Actor;
 use actix_web::{web, HttpServer};
 use shared::{
     amqp::{Broker, QueuePublisher, QueueSpec},
-    http::{ready, Observability, READY_PATH},
+    db::Database,
+    http::{ready, Dependencies, Observability, READY_PATH},
     metrics::TaskMetrics,
+    service::ServiceError,
     task::TaskQueues,
 };
 
 use crate::{
-    actors::{ResultConsumer, StoreLimits, TaskStore},
+    actors::{ResultConsumer, TaskStore},
     config::Config,
-    routes,
+    routes, MIGRATIONS,
 };
 
 /// What the request handlers share.
@@ -24,21 +27,17 @@ pub struct AppState {
     pub store: actix::Addr<TaskStore>,
     /// Confirming publisher to the task queue.
     pub task_publisher: actix::Addr<QueuePublisher>,
-    /// The broker connection, for readiness.
-    pub broker: Broker,
     /// Task counters.
     pub metrics: TaskMetrics,
 }
 
-/// Starts the actors and serves HTTP until a shutdown signal; in-flight
-/// requests get up to 10 s to finish.
-pub async fn run(config: Config) -> std::io::Result<()> {
+/// Connects to the database (exit 2 if it cannot), starts the actors and
+/// serves HTTP until a shutdown signal; in-flight requests get up to 10 s to
+/// finish.
+pub async fn run(config: Config) -> Result<(), ServiceError> {
+    let database = Database::connect(&config.database, &MIGRATIONS).await?;
     let broker = Broker::new(config.broker.amqp_url.clone(), "backend");
-    let store = TaskStore::new(StoreLimits {
-        max_tasks: config.store_capacity,
-        max_bytes: config.store_max_bytes,
-    })
-    .start();
+    let store = TaskStore::new(database.clone(), config.retention).start();
     let task_publisher = QueuePublisher::new(
         broker.clone(),
         TaskQueues::new(config.broker.task_queue.clone(), config.broker.queue_type).tasks(),
@@ -53,6 +52,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     .start();
     let (observability, task_metrics) = Observability::new(|registry| {
         broker.register_metrics(registry);
+        database.register_metrics(registry);
         let metrics = TaskMetrics::register(registry);
         metrics.start_published_at_zero();
         metrics
@@ -60,22 +60,30 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     let state = AppState {
         store,
         task_publisher,
-        broker,
         metrics: task_metrics,
+    };
+    let dependencies = Dependencies {
+        broker: Some(broker),
+        database: Some(database),
     };
 
     let server = HttpServer::new(move || {
         observability
             .app()
             .app_data(web::Data::new(state.clone()))
-            .app_data(web::Data::new(state.broker.clone()))
+            .app_data(web::Data::new(dependencies.clone()))
             .route(READY_PATH, web::get().to(ready))
             .configure(routes::tasks::configure)
     })
     .disable_signals()
     .shutdown_timeout(10)
     .bind(("0.0.0.0", config.port))?;
-    tracing::info!(port = config.port, queue = %config.broker.task_queue, "backend listening");
+    tracing::info!(
+        port = config.port,
+        queue = %config.broker.task_queue,
+        retention = ?config.retention,
+        "backend listening"
+    );
     shared::service::serve_until_signal(server.run()).await?;
     // Give the span of the last request a moment to end before the flush.
     actix::clock::sleep(Duration::from_millis(50)).await;

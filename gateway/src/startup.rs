@@ -9,7 +9,7 @@ use crate::{
 };
 
 /// Serves the gateway until a shutdown signal.
-pub async fn run(config: Config) -> std::io::Result<()> {
+pub async fn run(config: Config) -> Result<(), shared::service::ServiceError> {
     let upstreams = web::Data::new(Upstreams {
         backend: Upstream::new("backend-service", &config.backend_url),
         product: Upstream::new("product-service", &config.product_url),
@@ -38,5 +38,6 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         product = %config.product_url,
         "gateway listening"
     );
-    shared::service::serve_until_signal(server.run()).await
+    shared::service::serve_until_signal(server.run()).await?;
+    Ok(())
 }

@@ -22,6 +22,30 @@ pub enum ConfigError {
         /// Why it was rejected.
         reason: String,
     },
+    /// The variable parses, but what it names cannot be used (a database
+    /// that cannot be reached at start-up).
+    #[error("environment variable {name}={value:?} cannot be used: {reason}")]
+    Unusable {
+        /// Variable name.
+        name: &'static str,
+        /// The value, with any password masked.
+        value: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// A URL without its password (`scheme://user:***@host/...`), for logs and
+/// error messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// Reads `name` from the environment, parsing it as `T`; an unset or empty
@@ -74,6 +98,35 @@ pub fn env_millis(
     env_in_range(name, default_ms, min_ms, max_ms).map(std::time::Duration::from_millis)
 }
 
+/// A duration written the human way (`7d`, `12h`, `90s`, `1h 30m`),
+/// `default` when unset, rejected outside `min..=max`.
+pub fn env_duration(
+    name: &'static str,
+    default: std::time::Duration,
+    min: std::time::Duration,
+    max: std::time::Duration,
+) -> Result<std::time::Duration, ConfigError> {
+    let raw = match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => value,
+        _ => return Ok(default),
+    };
+    let invalid = |reason: String| ConfigError::Invalid {
+        name,
+        value: raw.clone(),
+        reason,
+    };
+    let value = humantime::parse_duration(raw.trim())
+        .map_err(|e| invalid(format!("{e} (write it like 7d, 12h or 90s)")))?;
+    if value < min || value > max {
+        return Err(invalid(format!(
+            "must be between {} and {}",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        )));
+    }
+    Ok(value)
+}
+
 /// Reads a string variable, `default` when unset or empty.
 pub fn env_string(name: &'static str, default: &str) -> String {
     std::env::var(name)
@@ -97,5 +150,42 @@ mod tests {
         );
         std::env::set_var("ASYNC_MICRO_TEST_RANGE", "0");
         assert!(env_in_range::<u32>("ASYNC_MICRO_TEST_RANGE", 4, 1, 64).is_err());
+    }
+
+    #[test]
+    fn durations_are_read_the_human_way_and_bounded() {
+        use std::time::Duration;
+        let (min, max) = (Duration::from_secs(1), Duration::from_secs(365 * 86_400));
+        let day = Duration::from_secs(86_400);
+        assert_eq!(
+            env_duration("ASYNC_MICRO_TEST_UNSET_DURATION", day, min, max).unwrap(),
+            day
+        );
+        std::env::set_var("ASYNC_MICRO_TEST_DURATION", "7d");
+        assert_eq!(
+            env_duration("ASYNC_MICRO_TEST_DURATION", day, min, max).unwrap(),
+            7 * day
+        );
+        std::env::set_var("ASYNC_MICRO_TEST_BAD_DURATION", "a week");
+        let err = env_duration("ASYNC_MICRO_TEST_BAD_DURATION", day, min, max).unwrap_err();
+        assert!(
+            err.to_string().contains("ASYNC_MICRO_TEST_BAD_DURATION"),
+            "{err}"
+        );
+        std::env::set_var("ASYNC_MICRO_TEST_SHORT_DURATION", "10ms");
+        assert!(env_duration("ASYNC_MICRO_TEST_SHORT_DURATION", day, min, max).is_err());
+    }
+
+    #[test]
+    fn passwords_never_reach_the_logs() {
+        assert_eq!(
+            redact_url("amqp://guest:secret@rabbit:5672/%2f"),
+            "amqp://guest:***@rabbit:5672/%2f"
+        );
+        assert_eq!(
+            redact_url("postgres://app:p%40ss@db:5432/backend"),
+            "postgres://app:***@db:5432/backend"
+        );
+        assert_eq!(redact_url("amqp://rabbit:5672"), "amqp://rabbit:5672");
     }
 }

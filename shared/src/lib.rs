@@ -8,6 +8,7 @@
 //!   an actix mailbox.
 //! - [`amqp`]: RabbitMQ connection, header propagation, a confirming
 //!   publisher actor and the consumer-side span.
+//! - [`db`]: the database (SQLite or PostgreSQL) with traced statements.
 //! - [`task`]: the task message schema shared by backend and worker.
 //! - [`http`]: JSON errors, the server span builder and `traceresponse`.
 //! - [`metrics`]: Prometheus `/metrics` with trace-id exemplars.
@@ -16,6 +17,7 @@
 
 pub mod amqp;
 pub mod config;
+pub mod db;
 pub mod http;
 pub mod metrics;
 pub mod service;

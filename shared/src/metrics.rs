@@ -35,7 +35,12 @@ pub struct TraceExemplar {
 /// The current span's trace id as an exemplar, if the span is sampled (an
 /// unsampled trace cannot be looked up, so it makes a useless exemplar).
 pub fn current_trace_exemplar() -> Option<TraceExemplar> {
-    let context = tracing::Span::current().context();
+    trace_exemplar_of(&tracing::Span::current())
+}
+
+/// `span`'s trace id as an exemplar, if the span is sampled.
+pub fn trace_exemplar_of(span: &tracing::Span) -> Option<TraceExemplar> {
+    let context = span.context();
     let span = context.span();
     let span_context = span.span_context();
     (span_context.is_valid() && span_context.is_sampled()).then(|| TraceExemplar {

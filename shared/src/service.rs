@@ -8,11 +8,23 @@ use crate::{
     telemetry,
 };
 
+/// Why a service stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Configuration that cannot be used, found while starting (e.g. a
+    /// database that cannot be reached): exit code 2, as for a bad variable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The server failed: exit code 1.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 /// Runs a service: sets up telemetry for `default_service_name`, loads its
 /// configuration, runs `start` on a fresh actix system until it returns (the
 /// HTTP server stops on SIGTERM/SIGINT), then flushes spans outside the
 /// runtime. Exit code 0 on a clean stop, 1 on a runtime error, 2 on bad
-/// configuration.
+/// configuration (read from the environment or found unusable at start).
 pub fn run<C, F, Fut>(
     default_service_name: &str,
     version: &str,
@@ -22,7 +34,7 @@ pub fn run<C, F, Fut>(
 where
     C: ServiceConfig,
     F: FnOnce(C) -> Fut,
-    Fut: Future<Output = std::io::Result<()>>,
+    Fut: Future<Output = Result<(), ServiceError>>,
 {
     // `<binary> --healthcheck`: probe our own /health on the configured port
     // (container images without curl or a shell use this as HEALTHCHECK).
@@ -56,7 +68,11 @@ where
             tracing::info!("stopped; flushing spans");
             ExitCode::SUCCESS
         }
-        Err(err) => {
+        Err(ServiceError::Config(err)) => {
+            tracing::error!(error = %err, "invalid configuration");
+            ExitCode::from(2)
+        }
+        Err(ServiceError::Io(err)) => {
             tracing::error!(error = %err, "stopped with an error");
             ExitCode::FAILURE
         }

@@ -351,6 +351,17 @@ impl TaskStatus {
         matches!(self, Self::Succeeded | Self::Failed)
     }
 
+    /// Reads a wire name back.
+    pub fn from_wire(name: &str) -> Option<Self> {
+        match name {
+            "queued" => Some(Self::Queued),
+            "processing" => Some(Self::Processing),
+            "succeeded" => Some(Self::Succeeded),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {

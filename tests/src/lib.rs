@@ -9,11 +9,13 @@
 
 pub mod broker;
 pub mod collector;
+pub mod database;
 pub mod platform;
 pub mod prometheus;
 pub mod repo;
 pub mod trace;
 
 pub use collector::{OtlpCollector, ReceivedSpan, SpanKind};
+pub use database::{DbKind, PrivatePostgres, TestDatabase};
 pub use platform::{Platform, PlatformOptions, Service, ServiceProcess};
 pub use trace::Trace;

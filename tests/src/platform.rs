@@ -9,7 +9,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{broker::TestVhost, collector::OtlpCollector};
+use crate::{
+    broker::TestVhost,
+    collector::OtlpCollector,
+    database::{DbKind, TestDatabase},
+};
 
 /// One of the four services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,12 +56,13 @@ impl Service {
 /// Variables that address other processes, or the port: the test platform
 /// sets them itself, so tests that run the services with a deployment file's
 /// environment leave them out.
-pub const ADDRESS_VARIABLES: [&str; 5] = [
+pub const ADDRESS_VARIABLES: [&str; 6] = [
     "PORT",
     "AMQP_URL",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "BACKEND_URL",
     "PRODUCT_URL",
+    "DATABASE_URL",
 ];
 
 /// Variables that would leak from the developer's shell into a service.
@@ -83,6 +88,15 @@ const SCRUBBED: &[&str] = &[
     "PRODUCT_URL",
     "WORKER_CONCURRENCY",
     "WORKER_PREFETCH",
+    "DATABASE_URL",
+    "DATABASE_MAX_CONNECTIONS",
+    "DATABASE_TIMEOUT_MS",
+    "PGHOST",
+    "PGPORT",
+    "PGUSER",
+    "PGPASSWORD",
+    "PGDATABASE",
+    "TASK_RETENTION",
 ];
 
 /// A running service process; killed when dropped.
@@ -94,16 +108,62 @@ pub struct ServiceProcess {
     /// Where its stdout and stderr go.
     pub log_path: PathBuf,
     child: Child,
+    env: Vec<(String, String)>,
+    log_dir: PathBuf,
+    starts: u32,
 }
 
 impl ServiceProcess {
     /// Starts `service` on a free port with `env` (on top of a scrubbed
-    /// environment), logging to `log_dir/<binary>.log`.
+    /// environment), logging to `log_dir/<binary>.log`; `log_dir` is also its
+    /// working directory (where a default SQLite file would go).
     pub fn spawn(service: Service, env: &[(String, String)], log_dir: &std::path::Path) -> Self {
         let port = free_port();
         std::fs::create_dir_all(log_dir).expect("create log dir");
         let log_path = log_dir.join(format!("{}.log", service.binary()));
-        let log = std::fs::File::create(&log_path).expect("create log file");
+        let child = Self::start_child(service, port, env, log_dir, &log_path);
+        Self {
+            service,
+            port,
+            log_path,
+            child,
+            env: env.to_vec(),
+            log_dir: log_dir.to_path_buf(),
+            starts: 1,
+        }
+    }
+
+    /// Starts the binary again, on the same port with the same environment
+    /// and working directory, after the process has exited (or was killed),
+    /// logging to `<binary>.<n>.log`; waits until it is healthy.
+    pub async fn start_again(&mut self) {
+        assert!(
+            matches!(self.child.try_wait(), Ok(Some(_))),
+            "{} is still running",
+            self.service.binary()
+        );
+        self.starts += 1;
+        self.log_path = self
+            .log_dir
+            .join(format!("{}.{}.log", self.service.binary(), self.starts));
+        self.child = Self::start_child(
+            self.service,
+            self.port,
+            &self.env,
+            &self.log_dir,
+            &self.log_path,
+        );
+        self.wait_healthy().await;
+    }
+
+    fn start_child(
+        service: Service,
+        port: u16,
+        env: &[(String, String)],
+        log_dir: &std::path::Path,
+        log_path: &std::path::Path,
+    ) -> Child {
+        let log = std::fs::File::create(log_path).expect("create log file");
         let mut command = Command::new(binary_path(service.binary()));
         for var in SCRUBBED {
             command.env_remove(var);
@@ -112,18 +172,13 @@ impl ServiceProcess {
             .env("PORT", port.to_string())
             .env("RUST_LOG", "info")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(log_dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log);
-        let child = command
+        command
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", service.binary()));
-        Self {
-            service,
-            port,
-            log_path,
-            child,
-        }
+            .unwrap_or_else(|e| panic!("starting {}: {e}", service.binary()))
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -264,6 +319,8 @@ pub struct PlatformOptions {
     pub service_env: Vec<(Service, String, String)>,
     /// `WORKER_CONCURRENCY`.
     pub worker_concurrency: usize,
+    /// The database backend and product get (each its own).
+    pub database: DbKind,
 }
 
 impl Default for PlatformOptions {
@@ -272,6 +329,7 @@ impl Default for PlatformOptions {
             env: Vec::new(),
             service_env: Vec::new(),
             worker_concurrency: 2,
+            database: DbKind::Sqlite,
         }
     }
 }
@@ -291,6 +349,10 @@ pub struct Platform {
     pub vhost: TestVhost,
     /// The OTLP receiver all services export to.
     pub collector: OtlpCollector,
+    /// The backend's database.
+    pub backend_db: TestDatabase,
+    /// The product service's database.
+    pub product_db: TestDatabase,
     /// An HTTP client for the test.
     pub http: reqwest::Client,
     log_dir: PathBuf,
@@ -309,13 +371,28 @@ impl Platform {
         let collector = OtlpCollector::start().await;
         let vhost = TestVhost::create(label);
         let log_dir = bin_dir().join("e2e-logs").join(vhost.name());
+        let backend_db = TestDatabase::create(options.database, "backend").await;
+        let product_db = TestDatabase::create(options.database, "product").await;
+        // A test that sets DATABASE_URL itself (empty: the default) keeps it.
+        let database_env = |service: Service, db: &TestDatabase| -> Vec<(String, String)> {
+            let chosen = options.env.iter().any(|(k, _)| k == "DATABASE_URL")
+                || options
+                    .service_env
+                    .iter()
+                    .any(|(s, k, _)| *s == service && k == "DATABASE_URL");
+            if chosen {
+                Vec::new()
+            } else {
+                vec![db.env()]
+            }
+        };
 
         let mut backend = spawn_service(
             Service::Backend,
             &collector,
             &vhost,
             &options,
-            &[],
+            &database_env(Service::Backend, &backend_db),
             &log_dir,
         );
         let mut product = spawn_service(
@@ -323,7 +400,7 @@ impl Platform {
             &collector,
             &vhost,
             &options,
-            &[],
+            &database_env(Service::Product, &product_db),
             &log_dir,
         );
         let mut worker =
@@ -350,6 +427,8 @@ impl Platform {
             worker,
             vhost,
             collector,
+            backend_db,
+            product_db,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -376,6 +455,21 @@ impl Platform {
         );
         worker.wait_healthy().await;
         worker
+    }
+
+    /// Starts one more backend process on the same vhost, collector and
+    /// database as the first (not behind the gateway: call it directly).
+    pub async fn spawn_backend(&self) -> ServiceProcess {
+        let mut backend = spawn_service(
+            Service::Backend,
+            &self.collector,
+            &self.vhost,
+            &self.options,
+            &[self.backend_db.env()],
+            &self.log_dir.join(format!("backend-{}", free_port())),
+        );
+        backend.wait_healthy().await;
+        backend
     }
 
     /// `POST /api/tasks` through the gateway; asserts the 202 and returns

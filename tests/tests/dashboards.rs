@@ -18,7 +18,7 @@ use e2e_tests::{
     platform::{bin_dir, ADDRESS_VARIABLES},
     prometheus::{Prometheus, Sample},
     repo::{read_repo_file, scalar, yaml_docs},
-    Platform, PlatformOptions, ReceivedSpan, Service, ServiceProcess, SpanKind,
+    DbKind, Platform, PlatformOptions, ReceivedSpan, Service, ServiceProcess, SpanKind,
 };
 use serde_json::json;
 use serde_yaml_ng::{Mapping, Value};
@@ -111,6 +111,8 @@ fn dashboard_panels() -> Vec<Panel> {
         .as_array()
         .expect("panels")
         .iter()
+        // Rows only group the panels below them.
+        .filter(|panel| panel["type"] != "row")
         .map(|panel| Panel {
             title: panel["title"].as_str().unwrap_or("").to_string(),
             exprs: strings(&panel["targets"], "expr"),
@@ -291,8 +293,9 @@ async fn grafana_queries_find_the_traffic_and_its_traces_in_a_real_prometheus() 
                 ("TASK_RETRY_DELAY_MS".into(), "100".into()),
                 ("TASK_MAX_ATTEMPTS".into(), "2".into()),
             ],
-            // Configured as compose configures them.
+            // Configured as compose configures them, PostgreSQL included.
             service_env: compose_env.clone(),
+            database: DbKind::Postgres,
             ..PlatformOptions::default()
         },
     )

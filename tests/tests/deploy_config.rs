@@ -269,6 +269,44 @@ fn prometheus_scrapes_every_service_on_its_port_under_its_service_name() {
     }
 }
 
+/// The services that keep their data in PostgreSQL, each in a database named
+/// after it on the one CloudNativePG cluster.
+const DATABASE_SERVICES: [&str; 2] = ["backend", "product"];
+
+/// Whether `resource` is a `kind` of the API group `group`.
+fn is_kind(resource: &Value, group: &str, kind: &str) -> bool {
+    s(&resource["kind"]) == kind && s(&resource["apiVersion"]).starts_with(&format!("{group}/"))
+}
+
+/// The one resource of `kind` from the API group `group`.
+fn the_only<'a>(resources: &'a [Value], group: &str, kind: &str) -> &'a Value {
+    let found: Vec<&Value> = resources
+        .iter()
+        .filter(|r| is_kind(r, group, kind))
+        .collect();
+    assert_eq!(found.len(), 1, "one {kind} of {group}");
+    found[0]
+}
+
+/// The container's `env` entry called `name`.
+fn env_entry<'a>(container: &'a Value, name: &str) -> Option<&'a Value> {
+    container["env"]
+        .as_sequence()?
+        .iter()
+        .find(|e| s(&e["name"]) == name)
+}
+
+/// The Elasticsearch settings of the storage that a Jaeger v2 config names.
+fn elasticsearch_storage<'a>(config: &'a Value, storage: &Value) -> &'a Value {
+    let settings =
+        &config["extensions"]["jaeger_storage"]["backends"][s(storage).as_str()]["elasticsearch"];
+    assert!(
+        settings.is_mapping(),
+        "no Elasticsearch storage {storage:?}"
+    );
+    settings
+}
+
 #[test]
 fn kubernetes_manifests_use_the_services_ports_variables_probes_and_queue() {
     let resources = k8s_base_resources();
@@ -281,6 +319,13 @@ fn kubernetes_manifests_use_the_services_ports_variables_probes_and_queue() {
         s(&config["data"]["OTEL_EXPORTER_OTLP_ENDPOINT"]),
         "http://otel-collector:4317"
     );
+
+    // CloudNativePG names the primary's Service and the Secret with the
+    // application user's credentials after the cluster.
+    let database_cluster = the_only(&resources, "postgresql.cnpg.io", "Cluster");
+    let cluster_name = s(&database_cluster["metadata"]["name"]);
+    let primary = format!("{cluster_name}-rw");
+    let app_secret = format!("{cluster_name}-app");
 
     for service in &SERVICES {
         let deployment = find("Deployment", service.name);
@@ -314,12 +359,19 @@ fn kubernetes_manifests_use_the_services_ports_variables_probes_and_queue() {
                 assert_eq!(s(&env["value"]), format!("{}-service", service.name));
             }
         }
-        let ready = if service.needs_broker {
+        let needs_database = DATABASE_SERVICES.contains(&service.name);
+        // Ready only while the broker or the database is reachable.
+        let ready = if service.needs_broker || needs_database {
             READY_PATH
         } else {
             HEALTH_PATH
         };
-        assert_eq!(s(&container["readinessProbe"]["httpGet"]["path"]), ready);
+        assert_eq!(
+            s(&container["readinessProbe"]["httpGet"]["path"]),
+            ready,
+            "{} readiness",
+            service.name
+        );
         assert_eq!(
             s(&container["livenessProbe"]["httpGet"]["path"]),
             HEALTH_PATH
@@ -337,19 +389,74 @@ fn kubernetes_manifests_use_the_services_ports_variables_probes_and_queue() {
             s(&svc["spec"]["ports"][0]["port"]),
             service.port.to_string()
         );
+
+        if needs_database {
+            // Its own database on the primary; user and password from the
+            // operator's Secret (the driver reads PGUSER and PGPASSWORD).
+            assert_eq!(
+                env_entry(container, "DATABASE_URL").map(|e| s(&e["value"])),
+                Some(format!("postgres://{primary}:5432/{}", service.name)),
+                "{} DATABASE_URL",
+                service.name
+            );
+            for (variable, key) in [("PGUSER", "username"), ("PGPASSWORD", "password")] {
+                let entry = env_entry(container, variable)
+                    .unwrap_or_else(|| panic!("{}: no {variable}", service.name));
+                let secret = &entry["valueFrom"]["secretKeyRef"];
+                assert_eq!(
+                    s(&secret["name"]),
+                    app_secret,
+                    "{} {variable}",
+                    service.name
+                );
+                assert_eq!(s(&secret["key"]), key, "{} {variable}", service.name);
+            }
+            // State is in the database: several replicas, rolled rather than
+            // recreated, and a PodDisruptionBudget keeps one serving through
+            // node drains.
+            let spec = &deployment["spec"];
+            assert!(
+                spec["replicas"].as_u64().unwrap() >= 2,
+                "{} replicas",
+                service.name
+            );
+            assert_ne!(
+                spec["strategy"]["type"].as_str(),
+                Some("Recreate"),
+                "{} strategy",
+                service.name
+            );
+            let pods = &spec["selector"]["matchLabels"];
+            assert!(
+                resources
+                    .iter()
+                    .any(|r| is_kind(r, "policy", "PodDisruptionBudget")
+                        && r["spec"]["selector"]["matchLabels"] == *pods),
+                "no PodDisruptionBudget selects {}",
+                service.name
+            );
+        }
     }
-    // The task store lives in the backend's memory: one replica only.
-    assert_eq!(s(&find("Deployment", "backend")["spec"]["replicas"]), "1");
+    // Each service's database exists and belongs to the user of the app
+    // Secret: the cluster's initdb database, or a Database resource.
+    let initdb = &database_cluster["spec"]["bootstrap"]["initdb"];
+    let owner = s(&initdb["owner"]);
+    for name in DATABASE_SERVICES {
+        let declared = resources.iter().any(|r| {
+            is_kind(r, "postgresql.cnpg.io", "Database")
+                && s(&r["spec"]["cluster"]["name"]) == cluster_name
+                && s(&r["spec"]["name"]) == name
+                && s(&r["spec"]["owner"]) == owner
+        });
+        assert!(
+            s(&initdb["database"]) == name || declared,
+            "no database {name} owned by {owner} on {cluster_name}"
+        );
+    }
+
     assert_eq!(s(&config["data"]["QUEUE_TYPE"]), "quorum");
     let gateway = &find("Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0];
-    let env = |c: &Value, key: &str| {
-        c["env"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .find(|e| s(&e["name"]) == key)
-            .map(|e| s(&e["value"]))
-    };
+    let env = |c: &Value, key: &str| env_entry(c, key).map(|e| s(&e["value"]));
     assert_eq!(
         env(gateway, "BACKEND_URL").unwrap(),
         format!("http://backend:{}", port_of("backend"))
@@ -363,6 +470,63 @@ fn kubernetes_manifests_use_the_services_ports_variables_probes_and_queue() {
     let hpa = find("HorizontalPodAutoscaler", "worker");
     assert_eq!(s(&hpa["spec"]["scaleTargetRef"]["name"]), "worker");
 
+    // Jaeger v2 through the OpenTelemetry Operator: a collector that
+    // autoscales, and the query service (UI) scaled apart, both on the same
+    // Elasticsearch indices, which a CronJob prunes.
+    let jaeger = find("OpenTelemetryCollector", "jaeger");
+    let jaeger_query = find("OpenTelemetryCollector", "jaeger-query");
+    for collector in [jaeger, jaeger_query] {
+        assert!(
+            s(&collector["spec"]["image"]).starts_with("jaegertracing/jaeger:2."),
+            "{:?}",
+            collector["spec"]["image"]
+        );
+    }
+    let jaeger_config = &jaeger["spec"]["config"];
+    let query_config = &jaeger_query["spec"]["config"];
+    let extensions = |config: &Value| -> Vec<String> {
+        config["service"]["extensions"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(s)
+            .collect()
+    };
+    let query_extension = "jaeger_query".to_string();
+    assert!(!extensions(jaeger_config).contains(&query_extension));
+    assert!(extensions(query_config).contains(&query_extension));
+    assert!(
+        s(&jaeger_config["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]).ends_with(":4317")
+    );
+    let autoscaler = &jaeger["spec"]["autoscaler"];
+    assert!(
+        autoscaler["maxReplicas"].as_u64().unwrap() > autoscaler["minReplicas"].as_u64().unwrap()
+    );
+    let written = elasticsearch_storage(
+        jaeger_config,
+        &jaeger_config["exporters"]["jaeger_storage_exporter"]["trace_storage"],
+    );
+    let read = elasticsearch_storage(
+        query_config,
+        &query_config["extensions"]["jaeger_query"]["storage"]["traces"],
+    );
+    assert_eq!(read["server_urls"], written["server_urls"]);
+    assert_eq!(
+        read["indices"]["index_prefix"],
+        written["indices"]["index_prefix"]
+    );
+    let cleaner = find("CronJob", "jaeger-es-index-cleaner");
+    assert_eq!(s(&cleaner["spec"]["schedule"]), "55 23 * * *");
+    let cleaner = &cleaner["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+    assert!(s(&cleaner["image"]).starts_with("jaegertracing/jaeger-es-index-cleaner:"));
+    // NUM_OF_DAYS, then the same Elasticsearch; the same index prefix.
+    assert_eq!(s(&cleaner["args"][0]), "7");
+    assert_eq!(s(&cleaner["args"][1]), s(&written["server_urls"][0]));
+    assert_eq!(
+        env(cleaner, "INDEX_PREFIX").unwrap(),
+        s(&written["indices"]["index_prefix"])
+    );
+
     // The collector keeps every error trace, and a ratio of the rest.
     let collector = find("ConfigMap", "otel-collector-config");
     let collector_config: Value =
@@ -374,16 +538,17 @@ fn kubernetes_manifests_use_the_services_ports_variables_probes_and_queue() {
         .iter()
         .any(|p| s(&p["type"]) == "status_code" && p["status_code"]["status_codes"][0] == "ERROR"));
     assert!(policies.iter().any(|p| s(&p["type"]) == "probabilistic"));
+    // It spreads traces over the Jaeger collector's pods through the headless
+    // Service the OpenTelemetry Operator names `<name>-collector-headless`.
     let to_jaeger = &collector_config["exporters"]["loadbalancing/jaeger"]["resolver"]["dns"];
-    assert_eq!(s(&to_jaeger["hostname"]), "jaeger-collector-headless");
+    assert_eq!(
+        s(&to_jaeger["hostname"]),
+        format!("{}-collector-headless", s(&jaeger["metadata"]["name"]))
+    );
     assert_eq!(s(&to_jaeger["port"]), "4317");
     assert_eq!(
         collector_config["service"]["pipelines"]["traces"]["exporters"][0],
         "loadbalancing/jaeger"
-    );
-    assert_eq!(
-        s(&find("Jaeger", "jaeger")["spec"]["storage"]["type"]),
-        "elasticsearch"
     );
     assert!(find("RabbitmqCluster", "rabbitmq")["spec"]["replicas"].is_number());
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use e2e_tests::{
     platform::ADDRESS_VARIABLES,
     repo::{find_resource, k8s_base_resources, scalar},
-    Platform, PlatformOptions, Service,
+    DbKind, Platform, PlatformOptions, Service,
 };
 use serde_json::json;
 
@@ -55,6 +55,8 @@ async fn the_platform_works_as_the_kubernetes_manifests_configure_it() {
         "k8s-env",
         PlatformOptions {
             service_env: env,
+            // k8s gives backend and product PostgreSQL (CloudNativePG).
+            database: DbKind::Postgres,
             ..PlatformOptions::default()
         },
     )

@@ -20,6 +20,7 @@ fn flush_only_at_exit(
             .map(|(s, k, v)| (*s, k.to_string(), v.to_string()))
             .collect(),
         worker_concurrency,
+        ..PlatformOptions::default()
     }
 }
 

@@ -264,6 +264,14 @@ async fn only_the_platforms_own_spans_are_exported_not_library_internals_nor_pro
         "execute-task",
         "apply-status-update",
         "catalog-lookup",
+        "delete-expired-tasks",
+        // the database's CLIENT spans
+        "INSERT tasks",
+        "SELECT tasks",
+        "UPDATE tasks",
+        "DELETE tasks",
+        "SELECT products",
+        "COMMIT",
     ];
     let foreign: Vec<&String> = names
         .iter()

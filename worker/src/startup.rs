@@ -24,7 +24,7 @@ use crate::{
 
 /// Runs the worker until a shutdown signal, then lets in-flight tasks finish
 /// (up to `SHUTDOWN_TIMEOUT_MS`) before returning.
-pub async fn run(config: Config) -> std::io::Result<()> {
+pub async fn run(config: Config) -> Result<(), shared::service::ServiceError> {
     let broker = Broker::new(config.broker.amqp_url.clone(), "worker");
     let (observability, task_metrics) = Observability::new(|registry| {
         broker.register_metrics(registry);

@@ -5,7 +5,4 @@ mod result_consumer;
 mod task_store;
 
 pub use result_consumer::ResultConsumer;
-pub use task_store::{
-    ApplyStatusUpdate, GetTask, InsertTask, RemoveTask, StoreLimits, TaskRecord, TaskStore,
-    UpdateOutcome,
-};
+pub use task_store::{ApplyStatusUpdates, GetTask, InsertTask, RemoveTask, StoreError, TaskStore};

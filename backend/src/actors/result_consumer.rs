@@ -1,32 +1,55 @@
 //! Consumes the worker's status reports and applies them to the task store.
 //! Each report is a CONSUMER span `process <result queue>` in the task's own
 //! trace (the worker's context travels in the headers).
+//!
+//! Reports are applied in batches: whatever arrived while the previous batch
+//! was being written goes into the next transaction. A report is
+//! acknowledged only once its batch is committed; if the database cannot
+//! take it, the batch goes back to the queue (after a pause that grows while
+//! the outage lasts), so RabbitMQ redelivers it and every task still reaches
+//! its true final status.
 
-use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, StreamHandler, WrapFuture};
+use actix::{
+    Actor, ActorFutureExt, Addr, AsyncContext, Context, ResponseActFuture, StreamHandler,
+    WrapFuture,
+};
 use lapin::{
     message::Delivery,
     options::{BasicAckOptions, BasicNackOptions},
 };
 use opentelemetry::trace::Status;
 use shared::{
-    amqp::{process_span, subscribe_with_retry, Broker, QueueSpec},
+    amqp::{process_span, subscribe_with_retry, Backoff, Broker, QueueSpec},
     task::StatusUpdate,
-    TracedSend,
+    Traced,
 };
-use tracing::Instrument;
+use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::{ApplyStatusUpdate, TaskStore};
+use super::{ApplyStatusUpdates, TaskStore};
 
-/// Reports are small and applying one is cheap: a few in flight keep the
-/// round trips off the critical path.
-const PREFETCH: u16 = 32;
+/// Reports in flight: the largest batch one transaction applies.
+const PREFETCH: u16 = 256;
+
+/// One delivery waiting to be applied, with its CONSUMER span (open until the
+/// delivery is settled).
+struct Report {
+    delivery: Delivery,
+    span: Span,
+    update: Option<StatusUpdate>,
+    // Which subscription it came from: delivery tags restart with each channel.
+    subscription: u64,
+}
 
 /// The actor consuming the results queue.
 pub struct ResultConsumer {
     broker: Broker,
     queue: QueueSpec,
     store: Addr<TaskStore>,
+    pending: Vec<Report>,
+    applying: bool,
+    subscription: u64,
+    backoff: Backoff,
 }
 
 impl ResultConsumer {
@@ -36,6 +59,10 @@ impl ResultConsumer {
             broker,
             queue,
             store,
+            pending: Vec::new(),
+            applying: false,
+            subscription: 0,
+            backoff: Backoff::default(),
         }
     }
 
@@ -47,10 +74,118 @@ impl ResultConsumer {
                 .into_actor(self)
                 .map(|(_channel, consumer), act, ctx| {
                     tracing::info!(queue = %act.queue.name, "consuming status reports");
+                    act.subscription += 1;
                     ctx.add_stream(consumer);
                 }),
         );
     }
+
+    /// Starts applying what is pending, unless a batch is being applied.
+    fn apply_pending(&mut self, ctx: &mut Context<Self>) {
+        if self.applying || self.pending.is_empty() {
+            return;
+        }
+        self.applying = true;
+        let batch = std::mem::take(&mut self.pending);
+        let updates: Vec<Traced<StatusUpdate>> = batch
+            .iter()
+            .filter_map(|report| {
+                let update = report.update.clone()?;
+                Some(Traced::with_context(update, report.span.context()))
+            })
+            .collect();
+        let store = self.store.clone();
+        let applied = async move {
+            if updates.is_empty() {
+                return Ok(());
+            }
+            match store.send(ApplyStatusUpdates(updates)).await {
+                Ok(Ok(_outcomes)) => Ok(()),
+                Ok(Err(err)) => Err(err.to_string()),
+                Err(mailbox) => Err(format!("task store unavailable: {mailbox}")),
+            }
+        };
+        ctx.spawn(
+            applied
+                .into_actor(self)
+                .then(|result, act, _| act.settle(batch, result))
+                .map(|(), act, ctx| {
+                    act.applying = false;
+                    act.apply_pending(ctx);
+                }),
+        );
+    }
+
+    /// Acknowledges an applied batch, or hands it back to the broker.
+    fn settle(
+        &mut self,
+        batch: Vec<Report>,
+        result: Result<(), String>,
+    ) -> ResponseActFuture<Self, ()> {
+        let pause = match &result {
+            Ok(()) => {
+                self.backoff.reset();
+                None
+            }
+            Err(_) => Some(self.backoff.next_delay()),
+        };
+        Box::pin(
+            async move {
+                match result {
+                    Ok(()) => acknowledge(&batch).await,
+                    Err(err) => {
+                        for report in &batch {
+                            report.span.set_status(Status::error(err.clone()));
+                        }
+                        // The database logs its outage once; this is per batch.
+                        tracing::debug!(error = %err, reports = batch.len(), ?pause, "status reports not stored; handing them back");
+                        if let Some(pause) = pause {
+                            actix::clock::sleep(pause).await;
+                        }
+                        requeue(&batch).await;
+                    }
+                }
+                // Dropping the batch ends its CONSUMER spans.
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+/// Acks each subscription's part of `batch` with one `multiple` ack: every
+/// earlier delivery of that channel is settled already (batches go in order).
+async fn acknowledge(batch: &[Report]) {
+    for last in last_of_each_subscription(batch) {
+        let multiple = BasicAckOptions { multiple: true };
+        if let Err(err) = last.delivery.acker.ack(multiple).await {
+            tracing::warn!(error = %err, "ack failed; the reports will be redelivered");
+        }
+    }
+}
+
+async fn requeue(batch: &[Report]) {
+    for last in last_of_each_subscription(batch) {
+        let requeue = BasicNackOptions {
+            multiple: true,
+            requeue: true,
+        };
+        if let Err(err) = last.delivery.acker.nack(requeue).await {
+            tracing::debug!(error = %err, "nack failed; the broker redelivers anyway");
+        }
+    }
+}
+
+fn last_of_each_subscription(batch: &[Report]) -> impl Iterator<Item = &Report> {
+    last_of_each_run(batch, |report| report.subscription)
+}
+
+/// The last item of each run of equal keys.
+fn last_of_each_run<T>(items: &[T], key: impl Fn(&T) -> u64) -> impl Iterator<Item = &T> {
+    items
+        .iter()
+        .enumerate()
+        .filter(move |(i, item)| items.get(i + 1).is_none_or(|next| key(next) != key(item)))
+        .map(|(_, item)| item)
 }
 
 impl Actor for ResultConsumer {
@@ -71,9 +206,27 @@ impl StreamHandler<lapin::Result<Delivery>> for ResultConsumer {
             }
         };
         let span = process_span(&delivery, &self.queue.name);
-        let store = self.store.clone();
-        // In order, one at a time: reports of one task must not overtake each other.
-        ctx.wait(apply(delivery, store).instrument(span).into_actor(self));
+        let update = match serde_json::from_slice::<StatusUpdate>(&delivery.data) {
+            Ok(update) => {
+                span.set_attribute("task.id", update.id.to_string());
+                span.set_attribute("task.status", update.status.as_str());
+                Some(update)
+            }
+            Err(err) => {
+                span.set_status(Status::error(format!("malformed status report: {err}")));
+                // Acknowledged with its batch: requeueing a message that can
+                // never parse would loop forever.
+                tracing::error!(parent: &span, error = %err, "discarding a malformed status report");
+                None
+            }
+        };
+        self.pending.push(Report {
+            delivery,
+            span,
+            update,
+            subscription: self.subscription,
+        });
+        self.apply_pending(ctx);
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
@@ -83,37 +236,18 @@ impl StreamHandler<lapin::Result<Delivery>> for ResultConsumer {
     }
 }
 
-async fn apply(delivery: Delivery, store: Addr<TaskStore>) {
-    let span = tracing::Span::current();
-    let update: StatusUpdate = match serde_json::from_slice(&delivery.data) {
-        Ok(update) => update,
-        Err(err) => {
-            span.set_status(Status::error(format!("malformed status report: {err}")));
-            tracing::error!(error = %err, "discarding a malformed status report");
-            // Requeueing a message that can never parse would loop forever.
-            if let Err(err) = delivery.acker.ack(BasicAckOptions::default()).await {
-                tracing::warn!(error = %err, "ack failed");
-            }
-            return;
-        }
-    };
-    span.set_attribute("task.id", update.id.to_string());
-    span.set_attribute("task.status", update.status.as_str());
-    match store.send_traced(ApplyStatusUpdate(update)).await {
-        Ok(_) => {
-            if let Err(err) = delivery.acker.ack(BasicAckOptions::default()).await {
-                tracing::warn!(error = %err, "ack failed; the report will be redelivered");
-            }
-        }
-        Err(err) => {
-            tracing::error!(error = %err, "task store unavailable; requeueing the report");
-            let requeue = BasicNackOptions {
-                requeue: true,
-                ..BasicNackOptions::default()
-            };
-            if let Err(err) = delivery.acker.nack(requeue).await {
-                tracing::warn!(error = %err, "nack failed");
-            }
-        }
+#[cfg(test)]
+mod tests {
+    use super::last_of_each_run;
+
+    #[test]
+    fn the_last_report_of_each_subscription_carries_the_multiple_ack() {
+        let subscriptions = [1u64, 1, 1, 2, 2, 3];
+        let last: Vec<u64> = last_of_each_run(&subscriptions, |s| *s).copied().collect();
+        assert_eq!(last, [1, 2, 3]);
+        let positions: Vec<usize> = last_of_each_run(&[(0, 7u64), (1, 7), (2, 8)], |p| p.1)
+            .map(|p| p.0)
+            .collect();
+        assert_eq!(positions, [1, 2]);
     }
 }

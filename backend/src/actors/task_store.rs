@@ -1,388 +1,301 @@
-//! The backend's record of every task and its status.
+//! The actor that owns the task state in the database: each message is a
+//! domain span (`store-task`, `get-task`, `remove-task`,
+//! `apply-status-update`) that is a child of the sender's, with the
+//! statement's CLIENT span (`INSERT tasks`, ...) inside it.
 //!
-//! Bounded: it keeps the most recent `max_tasks` tasks, and fewer if their
-//! results together pass `max_bytes` (echo results can be 64 KiB each); the
-//! oldest are forgotten first (their `GET` becomes 404). Status updates are idempotent and
-//! never move a task backwards, so redelivered or reordered reports cannot
-//! corrupt it.
+//! Writes are grouped, because a statement's fixed cost (the driver's round
+//! trip) dwarfs the row's (BENCHMARKS.md): new tasks that arrive while an
+//! INSERT runs go into the next one, a multi-row INSERT whose CLIENT span is
+//! a child of the first task's `store-task` and linked to the others'; status
+//! reports come in batches and are applied in one transaction (one commit,
+//! one fsync on PostgreSQL). Every `TASK_RETENTION / 10` (at most every 10
+//! minutes) the store deletes the tasks past their retention.
 
-use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
 
-use actix::{Actor, Context, Handler, Message};
-use serde::Serialize;
-use serde_json::Value;
+use actix::{
+    Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseFuture, WrapFuture,
+};
+use opentelemetry::trace::TraceContextExt;
 use shared::{
-    task::{StatusUpdate, TaskStatus, TaskType},
+    db::{Database, DbError},
+    task::StatusUpdate,
     Traced,
 };
+use tokio::sync::oneshot;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
-/// A task as `GET /api/tasks/{id}` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TaskRecord {
-    /// Task id.
+use crate::tasks_table::{self, TaskRecord, UpdateOutcome};
+
+/// Why the store could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database is down, unreachable or too slow: try again later.
+    #[error("task storage unavailable: {0}")]
+    Unavailable(DbError),
+    /// Anything else (a bug, or a corrupt row).
+    #[error("task storage failed: {0}")]
+    Failed(DbError),
+}
+
+impl StoreError {
+    /// The same error for another caller (one failed statement fails every
+    /// task it carried).
+    fn duplicate(&self) -> Self {
+        let copy = |err: &DbError| match err {
+            DbError::Timeout(after) => DbError::Timeout(*after),
+            DbError::Sqlx(err) => DbError::Sqlx(sqlx::Error::Protocol(err.to_string())),
+        };
+        match self {
+            Self::Unavailable(err) => Self::Unavailable(copy(err)),
+            Self::Failed(err) => Self::Failed(copy(err)),
+        }
+    }
+}
+
+impl From<DbError> for StoreError {
+    fn from(err: DbError) -> Self {
+        if err.is_unavailable() {
+            Self::Unavailable(err)
+        } else {
+            Self::Failed(err)
+        }
+    }
+}
+
+/// Add a task as `queued`.
+pub struct InsertTask {
+    /// The new task's id.
     pub id: Uuid,
-    /// Task type.
-    #[serde(rename = "type")]
-    pub kind: TaskType,
-    /// Current status.
-    pub status: TaskStatus,
-    /// Attempts started so far.
-    pub attempts: u32,
-    /// Result of a succeeded task.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<Value>,
-    /// Error of a failed task.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    /// Its type.
+    pub kind: shared::task::TaskType,
 }
-
-impl TaskRecord {
-    /// A freshly accepted task.
-    pub fn queued(id: Uuid, kind: TaskType) -> Self {
-        Self {
-            id,
-            kind,
-            status: TaskStatus::Queued,
-            attempts: 0,
-            result: None,
-            error: None,
-        }
-    }
-
-    /// Memory held by this record, in bytes, estimated on the high side: the
-    /// map entry and the record itself, and a parsed JSON result at twice its
-    /// text size (each JSON value is a 32-byte enum plus its heap data).
-    fn footprint(&self) -> usize {
-        const FIXED: usize = 256;
-        let result = self
-            .result
-            .as_ref()
-            .map_or(0, |r| 2 * serde_json::to_string(r).map_or(0, |s| s.len()));
-        FIXED + result + self.error.as_ref().map_or(0, String::len)
-    }
-
-    fn apply(&mut self, update: StatusUpdate) -> UpdateOutcome {
-        if self.status.is_terminal() {
-            return UpdateOutcome::Ignored("task already finished");
-        }
-        if update.attempt < self.attempts {
-            return UpdateOutcome::Ignored("report of an earlier attempt");
-        }
-        self.attempts = update.attempt;
-        match update.status {
-            TaskStatus::Queued | TaskStatus::Processing => {
-                self.status = update.status;
-                // Between attempts the last attempt's error stays visible.
-                if update.error.is_some() {
-                    self.error = update.error;
-                }
-            }
-            TaskStatus::Succeeded => {
-                self.status = TaskStatus::Succeeded;
-                self.result = update.result;
-                self.error = None;
-            }
-            TaskStatus::Failed => {
-                self.status = TaskStatus::Failed;
-                self.error = update.error;
-            }
-        }
-        UpdateOutcome::Applied
-    }
-}
-
-/// What became of a status update.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, actix::MessageResponse)]
-pub enum UpdateOutcome {
-    /// The record changed.
-    Applied,
-    /// No such task (never seen, or evicted).
-    UnknownTask,
-    /// Stale or duplicate; the record is unchanged.
-    Ignored(&'static str),
-}
-
-/// Add a queued task.
-pub struct InsertTask(pub TaskRecord);
 impl Message for InsertTask {
-    type Result = ();
+    type Result = Result<(), StoreError>;
 }
 
 /// Forget a task (its publish was not confirmed).
 pub struct RemoveTask(pub Uuid);
 impl Message for RemoveTask {
-    type Result = ();
+    type Result = Result<(), StoreError>;
 }
 
 /// Look a task up.
 pub struct GetTask(pub Uuid);
 impl Message for GetTask {
-    type Result = Option<TaskRecord>;
+    type Result = Result<Option<TaskRecord>, StoreError>;
 }
 
-/// Apply a worker's status report.
-pub struct ApplyStatusUpdate(pub StatusUpdate);
-impl Message for ApplyStatusUpdate {
-    type Result = UpdateOutcome;
+/// Apply status reports, each with the context of the span that received it,
+/// in one transaction: all of them or none.
+pub struct ApplyStatusUpdates(pub Vec<Traced<StatusUpdate>>);
+impl Message for ApplyStatusUpdates {
+    type Result = Result<Vec<UpdateOutcome>, StoreError>;
 }
 
-/// How much the store may hold.
-#[derive(Debug, Clone, Copy)]
-pub struct StoreLimits {
-    /// Most tasks kept.
-    pub max_tasks: usize,
-    /// Most bytes (approximate) their records may take together.
-    pub max_bytes: usize,
-}
-
-impl Default for StoreLimits {
-    /// The last 100,000 tasks, within 512 MiB.
-    fn default() -> Self {
-        Self {
-            max_tasks: 100_000,
-            max_bytes: 512 * 1024 * 1024,
-        }
-    }
-}
-
-/// The actor holding the task records.
+/// The actor owning the task state.
 pub struct TaskStore {
-    tasks: HashMap<Uuid, TaskRecord>,
-    // Insertion order, for evicting the oldest; may hold ids already removed.
-    order: VecDeque<Uuid>,
-    bytes: usize,
-    limits: StoreLimits,
+    db: Database,
+    retention: Duration,
+    cleaning: bool,
+    // New tasks waiting for the INSERT in flight to finish.
+    waiting: Vec<PendingInsert>,
+    inserting: bool,
+}
+
+/// A task waiting to be inserted, and who waits for it.
+struct PendingInsert {
+    id: Uuid,
+    kind: shared::task::TaskType,
+    span: tracing::Span,
+    done: oneshot::Sender<Result<(), StoreError>>,
 }
 
 impl TaskStore {
-    /// An empty store within `limits`.
-    pub fn new(limits: StoreLimits) -> Self {
+    /// A store on `db` that deletes tasks older than `retention`.
+    pub fn new(db: Database, retention: Duration) -> Self {
         Self {
-            tasks: HashMap::new(),
-            order: VecDeque::new(),
-            bytes: 0,
-            limits: StoreLimits {
-                max_tasks: limits.max_tasks.max(1),
-                max_bytes: limits.max_bytes,
-            },
+            db,
+            retention,
+            cleaning: false,
+            waiting: Vec::new(),
+            inserting: false,
         }
     }
 
-    /// Forgets the oldest tasks until the store is within its limits.
-    fn evict(&mut self) {
-        while self.tasks.len() > self.limits.max_tasks || self.bytes > self.limits.max_bytes {
-            let Some(oldest) = self.order.pop_front() else {
-                break;
-            };
-            if let Some(record) = self.tasks.remove(&oldest) {
-                self.bytes -= record.footprint();
+    /// Inserts what waits, in one statement, unless an INSERT is running.
+    fn insert_waiting(&mut self, ctx: &mut Context<Self>) {
+        if self.inserting || self.waiting.is_empty() {
+            return;
+        }
+        self.inserting = true;
+        let take = self.waiting.len().min(tasks_table::MAX_INSERT_BATCH);
+        let batch: Vec<PendingInsert> = self.waiting.drain(..take).collect();
+        let db = self.db.clone();
+        let tasks: Vec<_> = batch.iter().map(|p| (p.id, p.kind)).collect();
+        let links = batch[1..]
+            .iter()
+            .map(|p| p.span.context().span().span_context().clone())
+            .collect();
+        let parent = batch[0].span.clone();
+        let insert =
+            async move { tasks_table::insert_many(&db, &tasks, links).await }.instrument(parent);
+        ctx.spawn(insert.into_actor(self).map(move |result, act, ctx| {
+            let result = result.map_err(StoreError::from);
+            for pending in batch {
+                let outcome = match &result {
+                    Ok(()) => Ok(()),
+                    Err(err) => Err(err.duplicate()),
+                };
+                // The requester may have given up (its request ended).
+                let _ = pending.done.send(outcome);
+            }
+            act.inserting = false;
+            act.insert_waiting(ctx);
+        }));
+    }
+
+    /// How often expired tasks are looked for.
+    fn cleanup_interval(&self) -> Duration {
+        (self.retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(600))
+    }
+
+    fn clean_up(&mut self, ctx: &mut Context<Self>) {
+        if self.cleaning {
+            return;
+        }
+        self.cleaning = true;
+        let (db, retention) = (self.db.clone(), self.retention);
+        let span = tracing::info_span!(
+            "delete-expired-tasks",
+            task.retention_s = retention.as_secs(),
+            task.deleted = tracing::field::Empty
+        );
+        let work = async move {
+            match tasks_table::delete_expired(&db, retention).await {
+                Ok(deleted) => {
+                    tracing::Span::current().record("task.deleted", deleted);
+                    if deleted > 0 {
+                        tracing::info!(deleted, ?retention, "deleted tasks past their retention");
+                    }
+                }
+                // The database logs its outages once; this retries next round.
+                Err(err) => tracing::debug!(error = %err, "retention clean-up failed"),
             }
         }
-        // Ids of removed tasks linger in `order`; compact before they pile up.
-        if self.order.len() > 2 * self.tasks.len() + 64 {
-            let tasks = &self.tasks;
-            self.order.retain(|id| tasks.contains_key(id));
-        }
+        .instrument(span);
+        ctx.spawn(work.into_actor(self).map(|(), act, _| act.cleaning = false));
     }
 }
 
 impl Actor for TaskStore {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.cleanup_interval(), |act, ctx| act.clean_up(ctx));
+    }
 }
 
 impl Handler<Traced<InsertTask>> for TaskStore {
-    type Result = ();
+    type Result = ResponseFuture<Result<(), StoreError>>;
 
-    fn handle(&mut self, msg: Traced<InsertTask>, _: &mut Self::Context) {
-        let (InsertTask(record), span) = msg.into_parts(tracing::info_span!("store-task"));
-        let _entered = span.enter();
-        self.bytes += record.footprint();
-        self.order.push_back(record.id);
-        if let Some(replaced) = self.tasks.insert(record.id, record) {
-            self.bytes -= replaced.footprint();
-        }
-        self.evict();
+    fn handle(&mut self, msg: Traced<InsertTask>, ctx: &mut Self::Context) -> Self::Result {
+        let span = tracing::info_span!("store-task", task.id = %msg.message().id);
+        let (InsertTask { id, kind }, span) = msg.into_parts(span);
+        let (done, stored) = oneshot::channel();
+        self.waiting.push(PendingInsert {
+            id,
+            kind,
+            span: span.clone(),
+            done,
+        });
+        self.insert_waiting(ctx);
+        Box::pin(
+            async move {
+                stored.await.unwrap_or_else(|_| {
+                    Err(StoreError::Failed(DbError::Sqlx(sqlx::Error::PoolClosed)))
+                })
+            }
+            .instrument(span),
+        )
     }
 }
 
 impl Handler<Traced<RemoveTask>> for TaskStore {
-    type Result = ();
+    type Result = ResponseFuture<Result<(), StoreError>>;
 
-    fn handle(&mut self, msg: Traced<RemoveTask>, _: &mut Self::Context) {
-        let (RemoveTask(id), span) = msg.into_parts(tracing::info_span!("remove-task"));
-        let _entered = span.enter();
-        if let Some(record) = self.tasks.remove(&id) {
-            self.bytes -= record.footprint();
-        }
-        // Stale ids in `order` are skipped at eviction; drop the common case now.
-        if self.order.back() == Some(&id) {
-            self.order.pop_back();
-        }
+    fn handle(&mut self, msg: Traced<RemoveTask>, _: &mut Self::Context) -> Self::Result {
+        let span = tracing::info_span!("remove-task", task.id = %msg.message().0);
+        let (RemoveTask(id), span) = msg.into_parts(span);
+        let db = self.db.clone();
+        Box::pin(async move { Ok(tasks_table::delete(&db, id).await?) }.instrument(span))
     }
 }
 
 impl Handler<Traced<GetTask>> for TaskStore {
-    type Result = Option<TaskRecord>;
+    type Result = ResponseFuture<Result<Option<TaskRecord>, StoreError>>;
 
     fn handle(&mut self, msg: Traced<GetTask>, _: &mut Self::Context) -> Self::Result {
-        let id = msg.message().0;
-        let (_, span) = msg.into_parts(tracing::info_span!("get-task", task.id = %id));
-        let _entered = span.enter();
-        self.tasks.get(&id).cloned()
+        let span = tracing::info_span!("get-task", task.id = %msg.message().0);
+        let (GetTask(id), span) = msg.into_parts(span);
+        let db = self.db.clone();
+        Box::pin(async move { Ok(tasks_table::select(&db, id).await?) }.instrument(span))
     }
 }
 
-impl Handler<Traced<ApplyStatusUpdate>> for TaskStore {
-    type Result = UpdateOutcome;
+impl Handler<ApplyStatusUpdates> for TaskStore {
+    type Result = ResponseFuture<Result<Vec<UpdateOutcome>, StoreError>>;
 
-    fn handle(&mut self, msg: Traced<ApplyStatusUpdate>, _: &mut Self::Context) -> UpdateOutcome {
-        let update = &msg.message().0;
-        let span = tracing::info_span!(
-            "apply-status-update",
+    fn handle(&mut self, msg: ApplyStatusUpdates, _: &mut Self::Context) -> Self::Result {
+        let db = self.db.clone();
+        Box::pin(async move {
+            let mut tx = db.begin_write().await?;
+            let mut outcomes = Vec::with_capacity(msg.0.len());
+            // Each report's span stays open until the commit made it durable.
+            let mut spans = Vec::with_capacity(msg.0.len());
+            for traced in msg.0 {
+                let update = traced.message();
+                let span = tracing::info_span!(
+                    "apply-status-update",
+                    task.id = %update.id,
+                    task.status = update.status.as_str(),
+                    task.attempt = update.attempt,
+                );
+                let (update, span) = traced.into_parts(span);
+                let outcome = tasks_table::apply(&db, &mut tx, &update)
+                    .instrument(span.clone())
+                    .await?;
+                log_outcome(&span, &update, outcome);
+                outcomes.push(outcome);
+                spans.push(span);
+            }
+            // The COMMIT shows in the trace of the batch's first report.
+            match spans.first() {
+                Some(first) => db.commit(tx).instrument(first.clone()).await?,
+                None => db.commit(tx).await?,
+            }
+            Ok(outcomes)
+        })
+    }
+}
+
+fn log_outcome(span: &tracing::Span, update: &StatusUpdate, outcome: UpdateOutcome) {
+    match outcome {
+        UpdateOutcome::Applied => {
+            tracing::debug!(parent: span, task.id = %update.id, status = update.status.as_str(), "status updated")
+        }
+        UpdateOutcome::UnknownTask => tracing::warn!(
+            parent: span,
             task.id = %update.id,
-            task.status = update.status.as_str(),
-            task.attempt = update.attempt,
-        );
-        let (ApplyStatusUpdate(update), span) = msg.into_parts(span);
-        let _entered = span.enter();
-        let id = update.id;
-        let outcome = match self.tasks.get_mut(&id) {
-            Some(record) => {
-                let before = record.footprint();
-                let outcome = record.apply(update);
-                self.bytes = self.bytes - before + record.footprint();
-                outcome
-            }
-            None => UpdateOutcome::UnknownTask,
-        };
-        self.evict();
-        match outcome {
-            UpdateOutcome::Applied => tracing::debug!(task.id = %id, "status updated"),
-            UpdateOutcome::UnknownTask => {
-                tracing::warn!(task.id = %id, "status report for an unknown (or evicted) task")
-            }
-            UpdateOutcome::Ignored(why) => {
-                tracing::debug!(task.id = %id, why, "status report ignored")
-            }
-        }
-        outcome
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn update(id: Uuid, status: TaskStatus, attempt: u32) -> StatusUpdate {
-        StatusUpdate {
-            id,
-            status,
-            attempt,
-            result: (status == TaskStatus::Succeeded).then(|| serde_json::json!({"ok": true})),
-            error: (status == TaskStatus::Failed).then(|| "boom".to_string()),
-        }
-    }
-
-    #[test]
-    fn a_succeeded_task_never_goes_back_to_processing() {
-        let id = Uuid::new_v4();
-        let mut record = TaskRecord::queued(id, TaskType::Echo);
-        assert_eq!(
-            record.apply(update(id, TaskStatus::Processing, 1)),
-            UpdateOutcome::Applied
-        );
-        assert_eq!(
-            record.apply(update(id, TaskStatus::Succeeded, 1)),
-            UpdateOutcome::Applied
-        );
-        // a redelivered message reports processing again
-        assert!(matches!(
-            record.apply(update(id, TaskStatus::Processing, 2)),
-            UpdateOutcome::Ignored(_)
-        ));
-        assert_eq!(record.status, TaskStatus::Succeeded);
-        assert_eq!(record.attempts, 1);
-        assert_eq!(record.result, Some(serde_json::json!({"ok": true})));
-    }
-
-    #[test]
-    fn reports_of_an_earlier_attempt_are_ignored() {
-        let id = Uuid::new_v4();
-        let mut record = TaskRecord::queued(id, TaskType::Sleep);
-        record.apply(update(id, TaskStatus::Processing, 2));
-        assert!(matches!(
-            record.apply(update(id, TaskStatus::Processing, 1)),
-            UpdateOutcome::Ignored(_)
-        ));
-        assert_eq!(record.attempts, 2);
-    }
-
-    #[test]
-    fn the_store_forgets_the_oldest_tasks_beyond_its_capacity() {
-        actix::System::new().block_on(async {
-            use actix::Actor;
-            use shared::TracedSend;
-            let store = TaskStore::new(StoreLimits {
-                max_tasks: 2,
-                max_bytes: usize::MAX,
-            })
-            .start();
-            let ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
-            for id in &ids {
-                store
-                    .send_traced(InsertTask(TaskRecord::queued(*id, TaskType::Echo)))
-                    .await
-                    .unwrap();
-            }
-            assert_eq!(store.send_traced(GetTask(ids[0])).await.unwrap(), None);
-            assert!(store.send_traced(GetTask(ids[1])).await.unwrap().is_some());
-            assert!(store.send_traced(GetTask(ids[2])).await.unwrap().is_some());
-        });
-    }
-
-    #[test]
-    fn by_default_the_last_100_000_tasks_are_kept_and_the_one_before_is_forgotten() {
-        let mut store = TaskStore::new(StoreLimits::default());
-        let ids: Vec<Uuid> = (0..100_001).map(|_| Uuid::new_v4()).collect();
-        for id in &ids {
-            let record = TaskRecord::queued(*id, TaskType::Sleep);
-            store.bytes += record.footprint();
-            store.order.push_back(*id);
-            store.tasks.insert(*id, record);
-            store.evict();
-        }
-        assert_eq!(store.tasks.len(), 100_000);
-        assert!(!store.tasks.contains_key(&ids[0]));
-        assert!(store.tasks.contains_key(&ids[1]));
-        assert!(store.order.len() <= 2 * 100_000 + 64);
-        assert!(store.bytes < StoreLimits::default().max_bytes);
-    }
-
-    #[test]
-    fn large_results_make_the_store_forget_old_tasks_sooner() {
-        actix::System::new().block_on(async {
-            use actix::Actor;
-            use shared::TracedSend;
-            let store = TaskStore::new(StoreLimits {
-                max_tasks: 100,
-                max_bytes: 5_000,
-            })
-            .start();
-            let ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
-            for id in &ids {
-                store
-                    .send_traced(InsertTask(TaskRecord::queued(*id, TaskType::Echo)))
-                    .await
-                    .unwrap();
-                let mut done = update(*id, TaskStatus::Succeeded, 1);
-                done.result = Some(serde_json::json!({"blob": "x".repeat(1_000)}));
-                store.send_traced(ApplyStatusUpdate(done)).await.unwrap();
-            }
-            // ~2.3 KB each: the second result pushed the first one out.
-            assert_eq!(store.send_traced(GetTask(ids[0])).await.unwrap(), None);
-            let kept = store.send_traced(GetTask(ids[2])).await.unwrap().unwrap();
-            assert_eq!(kept.status, TaskStatus::Succeeded);
-        });
+            "status report for an unknown task (never accepted here, or past its retention); dropped"
+        ),
+        UpdateOutcome::Ignored => tracing::debug!(
+            parent: span,
+            task.id = %update.id,
+            status = update.status.as_str(),
+            "stale or duplicate status report ignored"
+        ),
     }
 }

@@ -16,7 +16,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
 use crate::{
-    actors::{GetTask, InsertTask, RemoveTask, TaskRecord},
+    actors::{GetTask, InsertTask, RemoveTask, StoreError},
     startup::AppState,
 };
 
@@ -40,6 +40,9 @@ pub enum TaskError {
     /// The broker did not confirm the message.
     #[error("the task could not be queued: {0}")]
     NotQueued(#[from] PublishError),
+    /// The task state could not be read or written.
+    #[error(transparent)]
+    Storage(#[from] StoreError),
     /// The message could not be encoded (a bug, never the client's fault).
     #[error("encoding the task message: {0}")]
     Encode(#[from] serde_json::Error),
@@ -52,6 +55,10 @@ impl From<TaskError> for ApiError {
     fn from(err: TaskError) -> Self {
         match err {
             TaskError::NotQueued(_) => ApiError::unavailable("broker_unavailable", err.to_string()),
+            TaskError::Storage(StoreError::Unavailable(_)) => {
+                ApiError::unavailable("storage_unavailable", err.to_string())
+            }
+            TaskError::Storage(StoreError::Failed(_)) => ApiError::internal(err.to_string()),
             TaskError::Encode(_) | TaskError::Mailbox(_) => ApiError::internal(err.to_string()),
         }
     }
@@ -83,7 +90,8 @@ async fn create_task(
 
 /// Records the task as queued, then publishes it; if the broker does not
 /// confirm, the record is removed again so no task exists that was never
-/// queued.
+/// queued. (A report can only follow the publish, so it always finds the row,
+/// whichever replica consumes it.)
 async fn enqueue(state: &AppState, id: Uuid, request: TaskRequest) -> Result<(), TaskError> {
     let message = TaskMessage {
         id,
@@ -93,8 +101,11 @@ async fn enqueue(state: &AppState, id: Uuid, request: TaskRequest) -> Result<(),
     let payload = serde_json::to_vec(&message)?;
     state
         .store
-        .send_traced(InsertTask(TaskRecord::queued(id, request.kind)))
-        .await?;
+        .send_traced(InsertTask {
+            id,
+            kind: request.kind,
+        })
+        .await??;
     let published = state
         .task_publisher
         .send_traced(
@@ -102,7 +113,11 @@ async fn enqueue(state: &AppState, id: Uuid, request: TaskRequest) -> Result<(),
         )
         .await?;
     if let Err(err) = published {
-        state.store.send_traced(RemoveTask(id)).await?;
+        if let Err(removal) = state.store.send_traced(RemoveTask(id)).await? {
+            // Never published: no report will come; the retention clean-up
+            // deletes the row in the end, and its id was never handed out.
+            tracing::error!(task.id = %id, error = %removal, "an unpublished task could not be removed");
+        }
         return Err(err.into());
     }
     TaskMetrics::count(&state.metrics.published, message.kind);
@@ -120,6 +135,7 @@ async fn get_task(
         .store
         .send_traced(GetTask(id))
         .await
+        .map_err(TaskError::from)?
         .map_err(TaskError::from)?;
     match record {
         Some(record) => Ok(HttpResponse::Ok().json(record)),

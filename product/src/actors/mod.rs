@@ -2,4 +2,4 @@
 
 mod catalog_actor;
 
-pub use catalog_actor::{CatalogActor, GetProduct, ListProducts, ProductPage};
+pub use catalog_actor::{CatalogActor, GetProduct, ListProducts};

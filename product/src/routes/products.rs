@@ -4,6 +4,7 @@ use actix::Addr;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use shared::{
+    db::DbError,
     http::{only, ApiError},
     TracedSend,
 };
@@ -56,7 +57,8 @@ async fn list_products(
             offset: query.offset.unwrap_or(0),
         })
         .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(storage_error)?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -70,8 +72,21 @@ async fn get_product(
     let product = catalog
         .send_traced(GetProduct(id))
         .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(storage_error)?;
     product
         .map(|p| HttpResponse::Ok().json(p))
         .ok_or_else(not_found)
+}
+
+/// 503 while the database is down or too slow, 500 for anything else.
+fn storage_error(err: DbError) -> ApiError {
+    if err.is_unavailable() {
+        ApiError::unavailable(
+            "storage_unavailable",
+            format!("the catalog is unavailable: {err}"),
+        )
+    } else {
+        ApiError::internal(format!("reading the catalog: {err}"))
+    }
 }

@@ -19,6 +19,7 @@ use prometheus_client::{metrics::gauge::Gauge, registry::Registry};
 use tokio::sync::Mutex;
 
 use super::Backoff;
+use crate::config::redact_url;
 
 /// How long one connection attempt may take before the broker counts as down.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -148,7 +149,7 @@ impl Broker {
         state.connection = Some((connection, status));
         self.inner.connected.store(true, Ordering::Release);
         self.inner.connected_gauge.set(1);
-        tracing::info!(broker = %redact(&self.inner.url), "connected to the message broker");
+        tracing::info!(broker = %redact_url(&self.inner.url), "connected to the message broker");
         Ok(channel)
     }
 
@@ -158,7 +159,7 @@ impl Broker {
         if !state.failure_logged {
             state.failure_logged = true;
             tracing::warn!(
-                broker = %redact(&self.inner.url),
+                broker = %redact_url(&self.inner.url),
                 error = %err,
                 "message broker unreachable; retrying with backoff (logged once until it is back)"
             );
@@ -204,30 +205,9 @@ fn is_channel_error(err: &lapin::Error) -> bool {
     )
 }
 
-/// The URL without its password, for logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            let user = credentials.split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..])
-        }
-        _ => url.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_never_reach_the_logs() {
-        assert_eq!(
-            redact("amqp://guest:secret@rabbit:5672/%2f"),
-            "amqp://guest:***@rabbit:5672/%2f"
-        );
-        assert_eq!(redact("amqp://rabbit:5672"), "amqp://rabbit:5672");
-    }
 
     #[test]
     fn an_unreachable_broker_fails_fast_and_then_waits_for_the_backoff() {

@@ -41,17 +41,37 @@ pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-/// `GET /ready` for services that need RabbitMQ: 200 while connected, 503
-/// otherwise (give the app `web::Data<Broker>`).
-pub async fn ready(broker: web::Data<crate::amqp::Broker>) -> Result<HttpResponse, ApiError> {
-    if broker.is_connected() {
-        Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
-    } else {
-        Err(ApiError::unavailable(
-            "broker_unavailable",
-            "not connected to the message broker",
-        ))
+/// What a service needs before it can serve: `GET /ready` answers 200 only
+/// while all of it answers (give the app `web::Data<Dependencies>`).
+#[derive(Clone, Default)]
+pub struct Dependencies {
+    /// RabbitMQ, if the service publishes or consumes.
+    pub broker: Option<crate::amqp::Broker>,
+    /// The database, if the service keeps state.
+    pub database: Option<crate::db::Database>,
+}
+
+/// `GET /ready`: 200 while the broker is connected and the database answers
+/// (each if the service has one), else 503 `broker_unavailable` or
+/// `storage_unavailable`.
+pub async fn ready(dependencies: web::Data<Dependencies>) -> Result<HttpResponse, ApiError> {
+    if let Some(broker) = &dependencies.broker {
+        if !broker.is_connected() {
+            return Err(ApiError::unavailable(
+                "broker_unavailable",
+                "not connected to the message broker",
+            ));
+        }
     }
+    if let Some(database) = &dependencies.database {
+        if !database.ping().await {
+            return Err(ApiError::unavailable(
+                "storage_unavailable",
+                "the database does not answer",
+            ));
+        }
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
 }
 
 /// The default service: a JSON 404 for routes that do not exist.

@@ -1,0 +1,257 @@
+//! The `tasks` table: every statement the backend runs on it, and how a row
+//! becomes a [`TaskRecord`]. Migrations: `backend/migrations/`.
+//!
+//! A status report is applied as one conditional `UPDATE`: the row changes
+//! only if the report is newer than what the row holds, ordered by (attempt,
+//! stage: `processing` < `queued` for a retry < `succeeded`/`failed`). So
+//! reports are idempotent and never move a task backwards, however they are
+//! duplicated, reordered or spread over replicas; no read-modify-write.
+
+use std::{
+    sync::OnceLock,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use opentelemetry::trace::SpanContext;
+use serde::Serialize;
+use serde_json::Value;
+use shared::{
+    db::{Database, DbError, Statement},
+    task::{StatusUpdate, TaskStatus, TaskType},
+};
+use sqlx::{any::AnyRow, AnyConnection, Row};
+use uuid::Uuid;
+
+/// A task as `GET /api/tasks/{id}` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskRecord {
+    /// Task id.
+    pub id: Uuid,
+    /// Task type.
+    #[serde(rename = "type")]
+    pub kind: TaskType,
+    /// Current status.
+    pub status: TaskStatus,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Result of a succeeded task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// Error of a failed task (or of the last attempt, while it is retried).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What became of a status report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateOutcome {
+    /// The row changed.
+    Applied,
+    /// No such task (never accepted here, or past its retention).
+    UnknownTask,
+    /// Stale or duplicate: the row already holds this or something newer.
+    Ignored,
+}
+
+/// Most tasks one INSERT statement adds.
+pub const MAX_INSERT_BATCH: usize = 64;
+
+/// `INSERT INTO tasks ... VALUES (...), (...)` for `rows` tasks (1 to
+/// [`MAX_INSERT_BATCH`]), built once per size.
+fn insert_statement(rows: usize) -> &'static Statement {
+    static STATEMENTS: OnceLock<Vec<&'static Statement>> = OnceLock::new();
+    let statements = STATEMENTS.get_or_init(|| {
+        (1..=MAX_INSERT_BATCH)
+            .map(|rows| {
+                let values: Vec<String> = (0..rows)
+                    .map(|row| {
+                        let (id, kind, now) = (3 * row + 1, 3 * row + 2, 3 * row + 3);
+                        format!("(${id}, ${kind}, 'queued', 0, ${now}, ${now})")
+                    })
+                    .collect();
+                Statement::leak(
+                    "INSERT",
+                    "tasks",
+                    format!(
+                        "INSERT INTO tasks (id, type, status, attempts, created_at, updated_at) VALUES {}",
+                        values.join(", ")
+                    ),
+                )
+            })
+            .collect()
+    });
+    statements[rows.clamp(1, MAX_INSERT_BATCH) - 1]
+}
+
+const SELECT: Statement = Statement {
+    operation: "SELECT",
+    collection: "tasks",
+    text: "SELECT type, status, attempts, result, error FROM tasks WHERE id = $1",
+};
+
+const DELETE: Statement = Statement {
+    operation: "DELETE",
+    collection: "tasks",
+    text: "DELETE FROM tasks WHERE id = $1",
+};
+
+/// `$7` is the report's stage, [`stage`]; the CASE gives the row's.
+const APPLY_STATUS: Statement = Statement {
+    operation: "UPDATE",
+    collection: "tasks",
+    text: "UPDATE tasks SET status = $2, attempts = $3, \
+           result = CASE WHEN $2 = 'succeeded' THEN $4 ELSE result END, \
+           error = CASE WHEN $2 = 'succeeded' THEN NULL ELSE COALESCE($5, error) END, \
+           updated_at = $6 \
+           WHERE id = $1 AND status NOT IN ('succeeded', 'failed') \
+           AND (attempts < $3 OR (attempts = $3 AND \
+           (CASE status WHEN 'processing' THEN 1 WHEN 'queued' THEN 2 ELSE 3 END) < $7))",
+};
+
+/// Deletes a bounded chunk of expired tasks, so that one clean-up never
+/// holds the (SQLite) write lock for long.
+const DELETE_EXPIRED: Statement = Statement {
+    operation: "DELETE",
+    collection: "tasks",
+    text: "DELETE FROM tasks WHERE id IN \
+           (SELECT id FROM tasks WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+};
+
+/// Rows one clean-up statement deletes at most.
+pub const EXPIRY_CHUNK: i64 = 1_000;
+
+/// Where a status stands within one attempt: mirrors the CASE of
+/// [`APPLY_STATUS`].
+fn stage(status: TaskStatus) -> i64 {
+    match status {
+        TaskStatus::Processing => 1,
+        TaskStatus::Queued => 2,
+        TaskStatus::Succeeded | TaskStatus::Failed => 3,
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Adds a task as `queued`.
+pub async fn insert(db: &Database, id: Uuid, kind: TaskType) -> Result<(), DbError> {
+    insert_many(db, &[(id, kind)], Vec::new()).await
+}
+
+/// Adds up to [`MAX_INSERT_BATCH`] tasks as `queued` in one statement; its
+/// span is a child of the current span and linked to `links` (the spans of
+/// the other tasks it stores).
+pub async fn insert_many(
+    db: &Database,
+    tasks: &[(Uuid, TaskType)],
+    links: Vec<SpanContext>,
+) -> Result<(), DbError> {
+    debug_assert!((1..=MAX_INSERT_BATCH).contains(&tasks.len()));
+    let now = now_ms();
+    let mut query = db.query(insert_statement(tasks.len())).linked_to(links);
+    for (id, kind) in tasks {
+        query = query.bind(id.to_string()).bind(kind.as_str()).bind(now);
+    }
+    query.execute(db.writer()).await.map(|_| ())
+}
+
+/// Removes a task (its publish was not confirmed).
+pub async fn delete(db: &Database, id: Uuid) -> Result<(), DbError> {
+    db.query(&DELETE)
+        .bind(id.to_string())
+        .execute(db.writer())
+        .await
+        .map(|_| ())
+}
+
+/// Reads a task.
+pub async fn select(db: &Database, id: Uuid) -> Result<Option<TaskRecord>, DbError> {
+    let row = db
+        .query(&SELECT)
+        .bind(id.to_string())
+        .fetch_optional(db.reader())
+        .await?;
+    row.map(|row| record(id, &row)).transpose()
+}
+
+/// Applies one report on `conn` (a transaction that applies a batch).
+pub async fn apply(
+    db: &Database,
+    conn: &mut AnyConnection,
+    update: &StatusUpdate,
+) -> Result<UpdateOutcome, DbError> {
+    let result = match (&update.result, update.status) {
+        (Some(result), TaskStatus::Succeeded) => Some(result.to_string()),
+        _ => None,
+    };
+    let changed = db
+        .query(&APPLY_STATUS)
+        .bind(update.id.to_string())
+        .bind(update.status.as_str())
+        .bind(i64::from(update.attempt))
+        .bind(result)
+        .bind(update.error.clone())
+        .bind(now_ms())
+        .bind(stage(update.status))
+        .execute(&mut *conn)
+        .await?;
+    if changed > 0 {
+        return Ok(UpdateOutcome::Applied);
+    }
+    // Rare (duplicates, reordering): worth a read to log the right thing.
+    let exists = db
+        .query(&SELECT)
+        .bind(update.id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+        .is_some();
+    Ok(if exists {
+        UpdateOutcome::Ignored
+    } else {
+        UpdateOutcome::UnknownTask
+    })
+}
+
+/// Deletes tasks accepted more than `retention` ago; how many.
+pub async fn delete_expired(db: &Database, retention: Duration) -> Result<u64, DbError> {
+    let cutoff = now_ms() - retention.as_millis() as i64;
+    let mut deleted = 0;
+    loop {
+        let chunk = db
+            .query(&DELETE_EXPIRED)
+            .bind(cutoff)
+            .bind(EXPIRY_CHUNK)
+            .execute(db.writer())
+            .await?;
+        deleted += chunk;
+        if chunk < EXPIRY_CHUNK as u64 {
+            return Ok(deleted);
+        }
+    }
+}
+
+fn record(id: Uuid, row: &AnyRow) -> Result<TaskRecord, DbError> {
+    let corrupt = |what: String| DbError::Sqlx(sqlx::Error::Decode(what.into()));
+    let kind: String = row.try_get("type")?;
+    let status: String = row.try_get("status")?;
+    let attempts: i64 = row.try_get("attempts")?;
+    let result: Option<String> = row.try_get("result")?;
+    Ok(TaskRecord {
+        id,
+        kind: kind
+            .parse()
+            .map_err(|_| corrupt(format!("task {id} has an unknown type {kind:?}")))?,
+        status: TaskStatus::from_wire(&status)
+            .ok_or_else(|| corrupt(format!("task {id} has an unknown status {status:?}")))?,
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        result: result
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .map_err(|e| corrupt(format!("task {id} has a result that is not JSON: {e}")))?,
+        error: row.try_get("error")?,
+    })
+}

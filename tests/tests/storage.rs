@@ -1,0 +1,223 @@
+//! The task table's rules on both databases: status reports are idempotent
+//! and never move a task backwards, however they are duplicated or
+//! reordered; expired tasks are deleted; migrations can run again (and
+//! concurrently) without harm; the catalog is seeded.
+
+use std::time::Duration;
+
+use backend::tasks_table::{self, UpdateOutcome};
+use e2e_tests::{DbKind, TestDatabase};
+use shared::{
+    db::{Database, DatabaseSettings},
+    task::{StatusUpdate, TaskStatus, TaskType},
+};
+use uuid::Uuid;
+
+async fn connect(test: &TestDatabase) -> Database {
+    let settings = DatabaseSettings::for_url(test.url()).unwrap();
+    Database::connect(&settings, &backend::MIGRATIONS)
+        .await
+        .unwrap()
+}
+
+fn report(id: Uuid, status: TaskStatus, attempt: u32) -> StatusUpdate {
+    StatusUpdate {
+        id,
+        status,
+        attempt,
+        result: (status == TaskStatus::Succeeded).then(|| serde_json::json!({"ok": true})),
+        error: match status {
+            TaskStatus::Failed => Some("boom".to_string()),
+            TaskStatus::Queued => Some(format!("attempt {attempt} failed")),
+            _ => None,
+        },
+    }
+}
+
+/// Applies `reports` in one transaction, as the backend applies a batch.
+async fn apply_batch(db: &Database, reports: &[StatusUpdate]) -> Vec<UpdateOutcome> {
+    let mut tx = db.begin_write().await.unwrap();
+    let mut outcomes = Vec::new();
+    for update in reports {
+        outcomes.push(tasks_table::apply(db, &mut tx, update).await.unwrap());
+    }
+    db.commit(tx).await.unwrap();
+    outcomes
+}
+
+async fn on_both(test: impl AsyncFn(Database)) {
+    for kind in [DbKind::Sqlite, DbKind::Postgres] {
+        let database = TestDatabase::create(kind, "storage").await;
+        test(connect(&database).await).await;
+    }
+}
+
+#[tokio::test]
+async fn a_finished_task_never_goes_back_and_duplicates_change_nothing() {
+    on_both(async |db| {
+        use TaskStatus::*;
+        let id = Uuid::new_v4();
+        tasks_table::insert(&db, id, TaskType::Echo).await.unwrap();
+        let outcomes = apply_batch(
+            &db,
+            &[
+                report(id, Processing, 1),
+                report(id, Succeeded, 1),
+                // a redelivered task reports again
+                report(id, Processing, 2),
+                report(id, Succeeded, 1),
+            ],
+        )
+        .await;
+        use UpdateOutcome::*;
+        assert_eq!(outcomes, [Applied, Applied, Ignored, Ignored]);
+        let task = tasks_table::select(&db, id).await.unwrap().unwrap();
+        assert_eq!((task.status, task.attempts), (Succeeded, 1));
+        assert_eq!(task.result, Some(serde_json::json!({"ok": true})));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn reports_that_arrive_out_of_order_end_in_the_true_final_state() {
+    on_both(async |db| {
+        use TaskStatus::*;
+        let id = Uuid::new_v4();
+        tasks_table::insert(&db, id, TaskType::Sleep).await.unwrap();
+        // Attempt 1 failed and was retried, attempt 2 is running; the reports
+        // arrive backwards (as with two replicas consuming in parallel).
+        let outcomes = apply_batch(
+            &db,
+            &[
+                report(id, Processing, 2),
+                report(id, Queued, 1),
+                report(id, Processing, 1),
+            ],
+        )
+        .await;
+        use UpdateOutcome::*;
+        assert_eq!(outcomes, [Applied, Ignored, Ignored]);
+        let running = tasks_table::select(&db, id).await.unwrap().unwrap();
+        assert_eq!((running.status, running.attempts), (Processing, 2));
+        apply_batch(&db, &[report(id, Succeeded, 2)]).await;
+        let done = tasks_table::select(&db, id).await.unwrap().unwrap();
+        assert_eq!((done.status, done.attempts), (Succeeded, 2));
+        assert_eq!(
+            done.error, None,
+            "a success clears the last attempt's error"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn between_attempts_the_last_error_stays_visible_until_the_outcome() {
+    on_both(async |db| {
+        use TaskStatus::*;
+        let id = Uuid::new_v4();
+        tasks_table::insert(&db, id, TaskType::Echo).await.unwrap();
+        apply_batch(
+            &db,
+            &[
+                report(id, Processing, 1),
+                report(id, Queued, 1),
+                report(id, Processing, 2),
+            ],
+        )
+        .await;
+        let task = tasks_table::select(&db, id).await.unwrap().unwrap();
+        assert_eq!((task.status, task.attempts), (Processing, 2));
+        assert_eq!(task.error.as_deref(), Some("attempt 1 failed"));
+        apply_batch(&db, &[report(id, Failed, 2)]).await;
+        let task = tasks_table::select(&db, id).await.unwrap().unwrap();
+        assert_eq!(task.status, Failed);
+        assert_eq!(task.error.as_deref(), Some("boom"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_tasks_are_told_apart_and_expired_tasks_are_deleted() {
+    on_both(async |db| {
+        let stranger = Uuid::new_v4();
+        assert_eq!(
+            apply_batch(&db, &[report(stranger, TaskStatus::Processing, 1)]).await,
+            [UpdateOutcome::UnknownTask]
+        );
+        let old = Uuid::new_v4();
+        tasks_table::insert(&db, old, TaskType::Echo).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let recent = Uuid::new_v4();
+        tasks_table::insert(&db, recent, TaskType::Echo)
+            .await
+            .unwrap();
+        let deleted = tasks_table::delete_expired(&db, Duration::from_millis(25))
+            .await
+            .unwrap();
+        assert_eq!(deleted, 1);
+        assert_eq!(tasks_table::select(&db, old).await.unwrap(), None);
+        assert!(tasks_table::select(&db, recent).await.unwrap().is_some());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn migrations_run_again_and_concurrently_without_harm() {
+    for kind in [DbKind::Sqlite, DbKind::Postgres] {
+        let database = TestDatabase::create(kind, "migrations").await;
+        // Two replicas starting at once, then a restart.
+        let (first, second) = tokio::join!(connect(&database), connect(&database));
+        let id = Uuid::new_v4();
+        tasks_table::insert(&first, id, TaskType::Hash)
+            .await
+            .unwrap();
+        assert!(tasks_table::select(&second, id).await.unwrap().is_some());
+        let again = connect(&database).await;
+        assert_eq!(
+            tasks_table::select(&again, id).await.unwrap().unwrap().kind,
+            TaskType::Hash,
+            "{kind:?}: the data survived the second migration run"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_catalog_is_seeded_once_and_paged_on_both_databases() {
+    for kind in [DbKind::Sqlite, DbKind::Postgres] {
+        let database = TestDatabase::create(kind, "catalog").await;
+        let settings = DatabaseSettings::for_url(database.url()).unwrap();
+        let db = Database::connect(&settings, &product::MIGRATIONS)
+            .await
+            .unwrap();
+        // A restart must not seed the catalog twice.
+        let db_again = Database::connect(&settings, &product::MIGRATIONS)
+            .await
+            .unwrap();
+        let all = product::products_table::list(&db_again, None, 100, 0)
+            .await
+            .unwrap();
+        assert_eq!((all.total, all.items.len()), (24, 24), "{kind:?}");
+        let books = product::products_table::list(&db, Some("books".into()), 2, 1)
+            .await
+            .unwrap();
+        assert_eq!(books.total, 5);
+        let names: Vec<&str> = books.items.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "The Rust Programming Language",
+                "Distributed Systems Observability"
+            ]
+        );
+        let past_the_end = product::products_table::list(&db, Some("home".into()), 5, 50)
+            .await
+            .unwrap();
+        assert_eq!((past_the_end.total, past_the_end.items.len()), (5, 0));
+        let monitor = product::products_table::get(&db, 3).await.unwrap().unwrap();
+        assert_eq!(
+            (monitor.name.as_str(), monitor.price),
+            ("27\" Monitor", 229.5)
+        );
+        assert_eq!(product::products_table::get(&db, 999).await.unwrap(), None);
+    }
+}
