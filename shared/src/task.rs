@@ -2,7 +2,7 @@
 //! other reads: request validation, the queued message, and the status
 //! report that flows back.
 
-use std::{fmt, str::FromStr};
+use std::{collections::HashMap, fmt, str::FromStr};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -390,6 +390,56 @@ pub struct StatusUpdate {
     pub error: Option<String>,
 }
 
+/// One status report as it travels on the results queue: the update and the
+/// trace context of the span that reported it (W3C fields, e.g.
+/// `{"traceparent": "00-…"}`), so that applying it continues the task's own
+/// trace even when one message carries the reports of many tasks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// The update.
+    #[serde(flatten)]
+    pub update: StatusUpdate,
+    /// Propagation fields of the reporting span; empty when the sender had none.
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub trace_context: HashMap<String, String>,
+}
+
+impl StatusReport {
+    /// `update`, carrying `context` (the reporting span's).
+    pub fn new(update: StatusUpdate, context: &opentelemetry::Context) -> Self {
+        let mut trace_context = HashMap::new();
+        opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.inject_context(context, &mut trace_context)
+        });
+        Self {
+            update,
+            trace_context,
+        }
+    }
+
+    /// The context of the span that sent this report (an empty context when
+    /// it carries none).
+    pub fn context(&self) -> opentelemetry::Context {
+        opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.extract(&self.trace_context)
+        })
+    }
+
+    /// Encodes a batch: the body of one results-queue message.
+    pub fn encode_batch(reports: &[StatusReport]) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(reports)
+    }
+
+    /// Reads a results-queue message: a JSON array of reports, or a single
+    /// report object (what a producer that does not batch sends).
+    pub fn decode_batch(body: &[u8]) -> Result<Vec<StatusReport>, serde_json::Error> {
+        match serde_json::from_slice::<Value>(body)? {
+            Value::Array(items) => items.into_iter().map(serde_json::from_value).collect(),
+            single => Ok(vec![serde_json::from_value(single)?]),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,5 +530,44 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(update.status, TaskStatus::Succeeded);
+    }
+
+    #[test]
+    fn status_reports_travel_alone_or_in_batches_with_their_trace_context() {
+        crate::telemetry::install_propagator();
+        let update = StatusUpdate {
+            id: Uuid::nil(),
+            status: TaskStatus::Succeeded,
+            attempt: 1,
+            result: Some(json!({"ok": true})),
+            error: None,
+        };
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut trace_context = HashMap::new();
+        trace_context.insert("traceparent".to_string(), parent.to_string());
+        let report = StatusReport {
+            update: update.clone(),
+            trace_context,
+        };
+        let body = StatusReport::encode_batch(&[report.clone(), report.clone()]).unwrap();
+        let decoded = StatusReport::decode_batch(&body).unwrap();
+        assert_eq!(decoded, [report.clone(), report.clone()]);
+        use opentelemetry::trace::TraceContextExt;
+        assert_eq!(
+            decoded[0]
+                .context()
+                .span()
+                .span_context()
+                .trace_id()
+                .to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        // A single report, as a producer that does not batch sends it.
+        let single = serde_json::to_vec(&update).unwrap();
+        let decoded = StatusReport::decode_batch(&single).unwrap();
+        assert_eq!(decoded.len(), 1);
+        assert_eq!(decoded[0].update, update);
+        assert!(!decoded[0].context().span().span_context().is_valid());
+        assert!(StatusReport::decode_batch(b"[1, 2]").is_err());
     }
 }

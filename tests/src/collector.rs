@@ -86,6 +86,8 @@ pub struct ReceivedSpan {
     pub end_ns: u64,
     /// Status message.
     pub status_message: String,
+    /// Links: `(trace id, span id)` of each linked span.
+    pub links: Vec<(String, String)>,
 }
 
 impl ReceivedSpan {
@@ -97,6 +99,13 @@ impl ReceivedSpan {
     /// The first event named `name`.
     pub fn event(&self, name: &str) -> Option<&ReceivedEvent> {
         self.events.iter().find(|e| e.name == name)
+    }
+
+    /// Whether the span links to `other`.
+    pub fn links_to(&self, other: &ReceivedSpan) -> bool {
+        self.links
+            .iter()
+            .any(|(trace, span)| *trace == other.trace_id && *span == other.span_id)
     }
 
     /// Whether the span's status is ERROR.
@@ -308,6 +317,11 @@ fn flatten(request: ExportTraceServiceRequest) -> Vec<ReceivedSpan> {
                     start_ns: span.start_time_unix_nano,
                     end_ns: span.end_time_unix_nano,
                     status_message: status.message,
+                    links: span
+                        .links
+                        .iter()
+                        .map(|l| (hex::encode(&l.trace_id), hex::encode(&l.span_id)))
+                        .collect(),
                 });
             }
         }

@@ -121,6 +121,12 @@ impl ServiceProcess {
         let port = free_port();
         std::fs::create_dir_all(log_dir).expect("create log dir");
         let log_path = log_dir.join(format!("{}.log", service.binary()));
+        // A default SQLite file left in a reused directory by an earlier run
+        // must not leak into this one.
+        for suffix in ["", "-wal", "-shm", ".migrate-lock"] {
+            let _ =
+                std::fs::remove_file(log_dir.join(format!("data/{}.db{suffix}", service.binary())));
+        }
         let child = Self::start_child(service, port, env, log_dir, &log_path);
         Self {
             service,

@@ -167,15 +167,26 @@ async fn a_worker_killed_mid_task_loses_nothing_its_tasks_are_redelivered() {
         let task = platform.wait_for_task(id, Duration::from_secs(30)).await;
         assert_eq!(task["status"], "succeeded", "{task}");
     }
-    // The replacement saw at least one message again.
-    let redelivered = platform
-        .collector
-        .spans()
-        .into_iter()
-        .filter(|s| s.name == "process task_queue")
-        .filter(|s| s.attr("messaging.message.redelivered") == Some("true"))
-        .count();
-    assert!(redelivered >= 1, "no redelivered message was processed");
+    // The replacement saw at least one message again (its span ends after
+    // the ack, a moment after the status the test saw).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let redelivered = platform
+            .collector
+            .spans()
+            .into_iter()
+            .filter(|s| s.name == "process task_queue")
+            .filter(|s| s.attr("messaging.message.redelivered") == Some("true"))
+            .count();
+        if redelivered >= 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no redelivered message was processed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(platform.vhost.queue_depth("task_queue"), Some(0));
 }
 

@@ -10,8 +10,15 @@ use e2e_tests::{Platform, PlatformOptions};
 use serde_json::{json, Value};
 
 /// Queues `count` sleep tasks while no worker runs, then starts a worker with
-/// `concurrency` actors and returns how long it took to finish them all.
-async fn drain_time(platform: &Platform, count: usize, ms: u64, concurrency: usize) -> Duration {
+/// `concurrency` actors each holding `prefetch` tasks, and returns how long it
+/// took to finish them all.
+async fn drain_time(
+    platform: &Platform,
+    count: usize,
+    ms: u64,
+    concurrency: usize,
+    prefetch: u16,
+) -> Duration {
     let mut ids = Vec::new();
     for _ in 0..count {
         let body = platform
@@ -21,7 +28,10 @@ async fn drain_time(platform: &Platform, count: usize, ms: u64, concurrency: usi
     }
     assert_eq!(platform.vhost.queue_depth("task_queue"), Some(count as u64));
     let mut worker = platform
-        .spawn_worker(&[("WORKER_CONCURRENCY".into(), concurrency.to_string())])
+        .spawn_worker(&[
+            ("WORKER_CONCURRENCY".into(), concurrency.to_string()),
+            ("WORKER_PREFETCH".into(), prefetch.to_string()),
+        ])
         .await;
     let started = Instant::now();
     for id in &ids {
@@ -43,11 +53,24 @@ async fn eight_consumer_actors_finish_sleep_tasks_at_least_four_times_faster_tha
     // Only the workers started below consume.
     platform.worker.kill();
 
-    let one = drain_time(&platform, 24, 250, 1).await;
-    let eight = drain_time(&platform, 24, 250, 8).await;
+    // One task at a time per actor: the actors are the only concurrency.
+    let one = drain_time(&platform, 24, 250, 1, 1).await;
+    let eight = drain_time(&platform, 24, 250, 8, 1).await;
     assert!(
         one >= eight * 4,
         "24 x 250 ms: 1 actor {one:?}, 8 actors {eight:?} (expected at least 4x faster)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_actor_runs_the_tasks_it_prefetched_side_by_side() {
+    let mut platform = Platform::start("prefetch").await;
+    platform.worker.kill();
+    // 24 x 250 ms one after another would take 6 s.
+    let elapsed = drain_time(&platform, 24, 250, 1, 32).await;
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "24 x 250 ms with one actor holding 32: {elapsed:?}"
     );
 }
 

@@ -30,13 +30,24 @@ async fn sigterm_to_the_worker_finishes_the_task_in_hand_starts_no_other_and_flu
     let first = platform
         .post_task(json!({"type": "sleep", "payload": {"ms": 1500}}))
         .await;
-    let second = platform
-        .post_task(json!({"type": "sleep", "payload": {"ms": 10}}))
-        .await;
     let id = first["id"].as_str().unwrap().to_string();
     platform.wait_until_processing(&id).await;
 
     platform.worker.terminate();
+    // A task that arrives once the worker is draining is not started, even
+    // though the consumer has room for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !platform.worker.logs().contains("shutdown requested") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            platform.worker.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = platform
+        .post_task(json!({"type": "sleep", "payload": {"ms": 10}}))
+        .await;
     let status = platform
         .worker
         .wait_exit(Duration::from_secs(15))

@@ -54,7 +54,8 @@ async fn a_task_is_one_trace_from_the_gateway_through_rabbitmq_to_the_worker_and
         .collector
         .wait_for_trace(INCOMING_TRACE, Duration::from_secs(20), |t| {
             t.has("backend-service", "apply-status-update")
-                && t.find_all("backend-service", "process task_results").len() >= 2
+                && t.has("backend-service", "process task_results")
+                && t.has("backend-service", "UPDATE tasks")
                 && t.has("gateway-service", "POST /api/tasks")
         })
         .await;
@@ -143,31 +144,72 @@ async fn a_task_is_one_trace_from_the_gateway_through_rabbitmq_to_the_worker_and
     let execute = trace.find("worker-service", "execute-task");
     trace.assert_child_of(execute, process_task);
 
-    // ... and the result report continues the same trace into the backend
-    let reports = trace.find_all("worker-service", "send task_results");
-    assert_eq!(
-        reports.len(),
-        2,
-        "processing + succeeded:\n{}",
+    // ... and the status report continues the same trace into the backend.
+    // A task done within PROCESSING_REPORT_DELAY_MS reports its outcome only.
+    let reports = trace.find_all("worker-service", "report-status");
+    assert_eq!(reports.len(), 1, "{}", trace.render());
+    let report = reports[0];
+    trace.assert_child_of(report, process_task);
+    assert_attr(report, "task.status", "succeeded");
+    assert_attr(report, "task.id", &id);
+    // The message that carried it (the first report of its batch: its parent).
+    let send = trace.find("worker-service", "send task_results");
+    assert_kind(send, SpanKind::Producer);
+    trace.assert_child_of(send, report);
+    let consumed = trace.find("backend-service", "process task_results");
+    assert_kind(consumed, SpanKind::Consumer);
+    trace.assert_child_of(consumed, send);
+    let applied = trace.find("backend-service", "apply-status-update");
+    trace.assert_child_of(applied, report);
+    assert!(
+        applied.links_to(consumed),
+        "apply-status-update links the message that carried it:\n{}",
         trace.render()
     );
-    for report in &reports {
-        assert_kind(report, SpanKind::Producer);
-        trace.assert_child_of(report, process_task);
-    }
-    for consumed in trace.find_all("backend-service", "process task_results") {
-        assert_kind(consumed, SpanKind::Consumer);
-        assert!(
-            reports.iter().any(|r| consumed.parent_span_id == r.span_id),
-            "report consumer not under a report producer:\n{}",
-            trace.render()
-        );
-    }
-    let applied = trace.find_all("backend-service", "apply-status-update");
-    assert_eq!(applied.len(), 2, "{}", trace.render());
-    assert!(applied
-        .iter()
-        .any(|s| s.attr("task.status") == Some("succeeded")));
+    assert_attr(applied, "task.status", "succeeded");
+    let update = trace.find("backend-service", "UPDATE tasks");
+    trace.assert_child_of(update, applied);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_still_running_after_the_delay_reports_processing_then_its_outcome() {
+    let platform = Platform::start("processing-report").await;
+    let accepted = platform
+        .post_task(json!({"type": "sleep", "payload": {"ms": 700}}))
+        .await;
+    let id = accepted["id"].as_str().unwrap();
+    // Visible while it runs...
+    platform.wait_until_processing(id).await;
+    let task = platform.wait_for_task(id, Duration::from_secs(20)).await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    // ...and both reports are in the task's trace, each applied under its own span.
+    let trace = platform
+        .collector
+        .wait_for_trace(
+            accepted["trace_id"].as_str().unwrap(),
+            Duration::from_secs(20),
+            |t| t.find_all("backend-service", "apply-status-update").len() == 2,
+        )
+        .await;
+    let process_task = trace.find("worker-service", "process-task");
+    let mut reported: Vec<&str> = trace
+        .find_all("worker-service", "report-status")
+        .into_iter()
+        .map(|r| {
+            trace.assert_child_of(r, process_task);
+            let applied = trace
+                .spans()
+                .iter()
+                .find(|s| s.name == "apply-status-update" && s.parent_span_id == r.span_id)
+                .unwrap_or_else(|| {
+                    panic!("no apply-status-update under {r:?}:\n{}", trace.render())
+                });
+            assert_eq!(applied.attr("task.status"), r.attr("task.status"));
+            r.attr("task.status").unwrap()
+        })
+        .collect();
+    reported.sort();
+    assert_eq!(reported, ["processing", "succeeded"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,6 +305,7 @@ async fn only_the_platforms_own_spans_are_exported_not_library_internals_nor_pro
         "process-task",
         "execute-task",
         "apply-status-update",
+        "report-status",
         "catalog-lookup",
         "delete-expired-tasks",
         // the database's CLIENT spans

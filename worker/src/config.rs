@@ -20,6 +20,7 @@ pub const ENV_VARS: &[&str] = &[
     "TASK_MAX_ATTEMPTS",
     "TASK_RETRY_DELAY_MS",
     "SHUTDOWN_TIMEOUT_MS",
+    "PROCESSING_REPORT_DELAY_MS",
 ];
 
 /// Everything the worker reads at start-up.
@@ -31,7 +32,8 @@ pub struct Config {
     pub broker: BrokerSettings,
     /// `WORKER_CONCURRENCY` (4): consumer actors, each with its own channel.
     pub concurrency: usize,
-    /// `WORKER_PREFETCH` (1): unacknowledged messages per consumer actor.
+    /// `WORKER_PREFETCH` (32): deliveries each consumer actor holds and runs
+    /// at once.
     pub prefetch: u16,
     /// `TASK_MAX_ATTEMPTS` (3): attempts before a task is failed and dead-lettered.
     pub max_attempts: u32,
@@ -40,6 +42,9 @@ pub struct Config {
     /// `SHUTDOWN_TIMEOUT_MS` (30000): how long in-flight tasks may run after
     /// SIGTERM; past it they are left unacknowledged for redelivery.
     pub shutdown_timeout: Duration,
+    /// `PROCESSING_REPORT_DELAY_MS` (250): `processing` is reported for a
+    /// task still running after this long (0: for every task, before it runs).
+    pub processing_delay: Duration,
 }
 
 impl Config {
@@ -49,10 +54,11 @@ impl Config {
             port: env_or("PORT", DEFAULT_PORT)?,
             broker: BrokerSettings::from_env()?,
             concurrency: env_in_range("WORKER_CONCURRENCY", 4, 1, 256)?,
-            prefetch: env_in_range("WORKER_PREFETCH", 1, 1, 1000)?,
+            prefetch: env_in_range("WORKER_PREFETCH", 32, 1, 1000)?,
             max_attempts: env_in_range("TASK_MAX_ATTEMPTS", 3, 1, 100)?,
             retry_delay: env_millis("TASK_RETRY_DELAY_MS", 1_000, 0, 3_600_000)?,
             shutdown_timeout: env_millis("SHUTDOWN_TIMEOUT_MS", 30_000, 0, 600_000)?,
+            processing_delay: env_millis("PROCESSING_REPORT_DELAY_MS", 250, 0, 60_000)?,
         })
     }
 }

@@ -17,7 +17,9 @@ use shared::{
 };
 
 use crate::{
-    actors::{RetryPolicy, StopConsuming, TaskConsumer, TaskExecutor, TaskHandling},
+    actors::{
+        RetryPolicy, StatusReporter, StopConsuming, TaskConsumer, TaskExecutor, TaskHandling,
+    },
     config::Config,
     readiness::{ready, Readiness},
 };
@@ -37,10 +39,13 @@ pub async fn run(config: Config) -> Result<(), shared::service::ServiceError> {
     let queues = TaskQueues::new(config.broker.task_queue.clone(), config.broker.queue_type);
     let handling = TaskHandling {
         executor: TaskExecutor.start(),
-        reporter: QueuePublisher::new(
-            broker.clone(),
-            QueueSpec::durable(config.broker.result_queue.clone(), config.broker.queue_type),
-            config.broker.publish_timeout,
+        reporter: StatusReporter::new(
+            QueuePublisher::new(
+                broker.clone(),
+                QueueSpec::durable(config.broker.result_queue.clone(), config.broker.queue_type),
+                config.broker.publish_timeout,
+            )
+            .start(),
         )
         .start(),
         requeuer: QueuePublisher::new(
@@ -57,6 +62,7 @@ pub async fn run(config: Config) -> Result<(), shared::service::ServiceError> {
             max_attempts: config.max_attempts,
             base_delay: config.retry_delay,
         },
+        processing_delay: config.processing_delay,
     };
     let consumers: Vec<Addr<TaskConsumer>> = (0..config.concurrency)
         .map(|index| {
@@ -85,6 +91,7 @@ pub async fn run(config: Config) -> Result<(), shared::service::ServiceError> {
         concurrency = config.concurrency,
         prefetch = config.prefetch,
         max_attempts = config.max_attempts,
+        processing_report_delay = ?config.processing_delay,
         "worker started"
     );
     let draining = handling.draining.clone();

@@ -5,4 +5,6 @@ mod result_consumer;
 mod task_store;
 
 pub use result_consumer::ResultConsumer;
-pub use task_store::{ApplyStatusUpdates, GetTask, InsertTask, RemoveTask, StoreError, TaskStore};
+pub use task_store::{
+    ApplyStatusUpdates, GetTask, InsertTask, ReceivedReport, RemoveTask, StoreError, TaskStore,
+};

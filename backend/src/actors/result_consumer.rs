@@ -1,9 +1,14 @@
 //! Consumes the worker's status reports and applies them to the task store.
-//! Each report is a CONSUMER span `process <result queue>` in the task's own
-//! trace (the worker's context travels in the headers).
 //!
-//! Reports are applied in batches: whatever arrived while the previous batch
-//! was being written goes into the next transaction. A report is
+//! A message carries one report or a batch of them (the worker batches).
+//! Each message is a CONSUMER span `process <result queue>`, a child of the
+//! worker's PRODUCER span (its context travels in the headers); each report
+//! in it carries the context of the worker's `report-status` span, so its
+//! `apply-status-update` continues the task's own trace (and links to the
+//! CONSUMER span that received it).
+//!
+//! Messages are applied in batches: whatever arrived while the previous
+//! batch was being written goes into the next transaction. A message is
 //! acknowledged only once its batch is committed; if the database cannot
 //! take it, the batch goes back to the queue (after a pause that grows while
 //! the outage lasts), so RabbitMQ redelivers it and every task still reaches
@@ -18,15 +23,16 @@ use lapin::{
     options::{BasicAckOptions, BasicNackOptions},
 };
 use opentelemetry::trace::Status;
+use opentelemetry::trace::TraceContextExt;
 use shared::{
     amqp::{process_span, subscribe_with_retry, Backoff, Broker, QueueSpec},
-    task::StatusUpdate,
+    task::StatusReport,
     Traced,
 };
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::{ApplyStatusUpdates, TaskStore};
+use super::{ApplyStatusUpdates, ReceivedReport, TaskStore};
 
 /// Reports in flight: the largest batch one transaction applies.
 const PREFETCH: u16 = 256;
@@ -36,7 +42,8 @@ const PREFETCH: u16 = 256;
 struct Report {
     delivery: Delivery,
     span: Span,
-    update: Option<StatusUpdate>,
+    // Empty for a malformed message (acknowledged with its batch).
+    reports: Vec<StatusReport>,
     // Which subscription it came from: delivery tags restart with each channel.
     subscription: u64,
 }
@@ -87,11 +94,23 @@ impl ResultConsumer {
         }
         self.applying = true;
         let batch = std::mem::take(&mut self.pending);
-        let updates: Vec<Traced<StatusUpdate>> = batch
+        let updates: Vec<ReceivedReport> = batch
             .iter()
-            .filter_map(|report| {
-                let update = report.update.clone()?;
-                Some(Traced::with_context(update, report.span.context()))
+            .flat_map(|message| {
+                let received = message.span.context();
+                message.reports.iter().map(move |report| {
+                    // A report without a context of its own stays under the message.
+                    let own = report.context();
+                    let parent = if own.span().span_context().is_valid() {
+                        own
+                    } else {
+                        received.clone()
+                    };
+                    ReceivedReport {
+                        report: Traced::with_context(report.update.clone(), parent),
+                        received_by: received.span().span_context().clone(),
+                    }
+                })
             })
             .collect();
         let store = self.store.clone();
@@ -206,24 +225,27 @@ impl StreamHandler<lapin::Result<Delivery>> for ResultConsumer {
             }
         };
         let span = process_span(&delivery, &self.queue.name);
-        let update = match serde_json::from_slice::<StatusUpdate>(&delivery.data) {
-            Ok(update) => {
-                span.set_attribute("task.id", update.id.to_string());
-                span.set_attribute("task.status", update.status.as_str());
-                Some(update)
+        let reports = match StatusReport::decode_batch(&delivery.data) {
+            Ok(reports) => {
+                span.set_attribute("task.reports", reports.len() as i64);
+                if let [report] = reports.as_slice() {
+                    span.set_attribute("task.id", report.update.id.to_string());
+                    span.set_attribute("task.status", report.update.status.as_str());
+                }
+                reports
             }
             Err(err) => {
                 span.set_status(Status::error(format!("malformed status report: {err}")));
                 // Acknowledged with its batch: requeueing a message that can
                 // never parse would loop forever.
                 tracing::error!(parent: &span, error = %err, "discarding a malformed status report");
-                None
+                Vec::new()
             }
         };
         self.pending.push(Report {
             delivery,
             span,
-            update,
+            reports,
             subscription: self.subscription,
         });
         self.apply_pending(ctx);

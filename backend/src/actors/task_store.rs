@@ -16,7 +16,7 @@ use std::time::Duration;
 use actix::{
     Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseFuture, WrapFuture,
 };
-use opentelemetry::trace::TraceContextExt;
+use opentelemetry::trace::{SpanContext, TraceContextExt};
 use shared::{
     db::{Database, DbError},
     task::StatusUpdate,
@@ -88,9 +88,18 @@ impl Message for GetTask {
     type Result = Result<Option<TaskRecord>, StoreError>;
 }
 
-/// Apply status reports, each with the context of the span that received it,
-/// in one transaction: all of them or none.
-pub struct ApplyStatusUpdates(pub Vec<Traced<StatusUpdate>>);
+/// A status report to apply, with the context of the span that sent it (its
+/// `apply-status-update` becomes that span's child) and the CONSUMER span
+/// that received it (linked).
+pub struct ReceivedReport {
+    /// The report and its sender's context.
+    pub report: Traced<StatusUpdate>,
+    /// The span of the message that carried it.
+    pub received_by: SpanContext,
+}
+
+/// Apply status reports in one transaction: all of them or none.
+pub struct ApplyStatusUpdates(pub Vec<ReceivedReport>);
 impl Message for ApplyStatusUpdates {
     type Result = Result<Vec<UpdateOutcome>, StoreError>;
 }
@@ -255,15 +264,25 @@ impl Handler<ApplyStatusUpdates> for TaskStore {
             let mut outcomes = Vec::with_capacity(msg.0.len());
             // Each report's span stays open until the commit made it durable.
             let mut spans = Vec::with_capacity(msg.0.len());
-            for traced in msg.0 {
-                let update = traced.message();
+            for ReceivedReport {
+                report,
+                received_by,
+            } in msg.0
+            {
+                let update = report.message();
                 let span = tracing::info_span!(
                     "apply-status-update",
                     task.id = %update.id,
                     task.status = update.status.as_str(),
                     task.attempt = update.attempt,
                 );
-                let (update, span) = traced.into_parts(span);
+                // Under its own sender's span: link the message that carried it.
+                let elsewhere =
+                    report.context().span().span_context().span_id() != received_by.span_id();
+                let (update, span) = report.into_parts(span);
+                if elsewhere {
+                    span.add_link(received_by);
+                }
                 let outcome = tasks_table::apply(&db, &mut tx, &update)
                     .instrument(span.clone())
                     .await?;

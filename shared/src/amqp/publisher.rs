@@ -15,7 +15,7 @@ use lapin::{
     types::{AMQPValue, FieldTable, ShortString},
     BasicProperties, Channel,
 };
-use opentelemetry::trace::Status;
+use opentelemetry::trace::{SpanContext, Status};
 use tokio::sync::Mutex;
 use tracing::{field::Empty, Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -165,6 +165,9 @@ pub struct Publish {
     pub headers: FieldTable,
     /// Per-message TTL in milliseconds.
     pub expiration_ms: Option<u64>,
+    /// Other spans the message serves (a batch of reports: the PRODUCER span
+    /// is a child of the first report's span and linked to the others).
+    pub links: Vec<SpanContext>,
 }
 
 impl Publish {
@@ -176,7 +179,14 @@ impl Publish {
             queue: None,
             headers: FieldTable::default(),
             expiration_ms: None,
+            links: Vec::new(),
         }
+    }
+
+    /// Links the PRODUCER span to `spans`.
+    pub fn linked_to(mut self, spans: Vec<SpanContext>) -> Self {
+        self.links = spans;
+        self
     }
 
     /// Sends it to `queue` instead (declared first if needed).
@@ -255,7 +265,10 @@ impl Handler<Traced<Publish>> for QueuePublisher {
             &msg.message().message_id,
             msg.message().payload.len(),
         );
-        let (msg, span) = msg.into_parts(span);
+        let (mut msg, span) = msg.into_parts(span);
+        for linked in std::mem::take(&mut msg.links) {
+            span.add_link(linked);
+        }
         let (broker, link, timeout) = (self.broker.clone(), self.link.clone(), self.timeout);
 
         // Which channel this publish used, so a failure drops that one only.

@@ -1,9 +1,12 @@
-//! One consumer of the task queue, with its own channel and prefetch.
+//! One consumer of the task queue, with its own channel; it runs up to its
+//! prefetch (`WORKER_PREFETCH`) deliveries at once, so a slow task never
+//! holds back the ones prefetched behind it.
 //!
 //! For each delivery: a CONSUMER span `process <queue>` continuing the
 //! producer's trace; inside it one `process-task` span for this attempt,
-//! which reports `processing`, asks the [`TaskExecutor`] to run the task,
-//! and then, depending on the outcome:
+//! which asks the [`TaskExecutor`] to run the task (reporting `processing`
+//! if it is still running after `PROCESSING_REPORT_DELAY_MS`), then settles
+//! the outcome:
 //! - success: reports `succeeded`;
 //! - a failure with attempts left: reports `queued` and republishes the task
 //!   to the delay queue `<queue>.retry.<n>`, from which the broker hands it
@@ -28,6 +31,7 @@ use actix::{
     Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message,
     ResponseActFuture, StreamHandler, WrapFuture,
 };
+use futures_util::future::{select, Either};
 use lapin::{
     message::Delivery,
     options::{BasicAckOptions, BasicNackOptions},
@@ -35,19 +39,23 @@ use lapin::{
     Channel,
 };
 use opentelemetry::{trace::Status, KeyValue};
+use serde_json::Value;
 use shared::{
     amqp::{
         header_u32, process_span, subscribe_with_retry, Broker, Publish, PublishError,
         QueuePublisher,
     },
     metrics::{current_trace_exemplar, ReasonLabel, TaskMetrics, TaskOutcome, TaskOutcomeLabels},
-    task::{DeadLetterKind, StatusUpdate, TaskMessage, TaskQueues, TaskStatus, ATTEMPT_HEADER},
+    task::{
+        DeadLetterKind, StatusUpdate, TaskMessage, TaskQueues, TaskStatus, TaskType, ATTEMPT_HEADER,
+    },
     TracedSend,
 };
+use tokio::sync::watch;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::{ExecuteTask, TaskExecutor, TaskFailure};
+use super::{ExecuteTask, ReportFailed, ReportStatus, StatusReporter, TaskExecutor, TaskFailure};
 
 /// Pause before handing a delivery back after a failure of ours.
 const REQUEUE_PAUSE: Duration = Duration::from_millis(500);
@@ -77,8 +85,8 @@ impl RetryPolicy {
 pub struct TaskHandling {
     /// Runs tasks.
     pub executor: Addr<TaskExecutor>,
-    /// Publishes status reports to the results queue.
-    pub reporter: Addr<QueuePublisher>,
+    /// Sends status reports to the results queue (batched).
+    pub reporter: Addr<StatusReporter>,
     /// Publishes to the retry and dead-letter queues.
     pub requeuer: Addr<QueuePublisher>,
     /// The task queue and the queues around it.
@@ -92,6 +100,9 @@ pub struct TaskHandling {
     pub subscribed: Arc<AtomicUsize>,
     /// Retry policy.
     pub retry: RetryPolicy,
+    /// `processing` is reported for a task still running after this long
+    /// (zero: before it starts).
+    pub processing_delay: Duration,
 }
 
 /// The consumer actor.
@@ -102,6 +113,8 @@ pub struct TaskConsumer {
     handling: TaskHandling,
     channel: Option<Channel>,
     stopping: bool,
+    // Deliveries being processed now; StopConsuming waits for zero.
+    in_flight: watch::Sender<usize>,
 }
 
 impl TaskConsumer {
@@ -114,6 +127,7 @@ impl TaskConsumer {
             handling,
             channel: None,
             stopping: false,
+            in_flight: watch::Sender::new(0),
         }
     }
 
@@ -135,12 +149,30 @@ impl TaskConsumer {
             }
             .into_actor(self)
             .map(|(channel, consumer), act, ctx| {
-                tracing::info!(consumer = %act.tag, "consuming tasks");
+                tracing::info!(consumer = %act.tag, prefetch = act.prefetch, "consuming tasks");
                 act.channel = Some(channel);
                 act.handling.subscribed.fetch_add(1, Ordering::AcqRel);
                 ctx.add_stream(consumer);
             }),
         );
+    }
+
+    /// Counts a delivery in or out; the busy gauge counts actors with work.
+    fn track(&mut self, started: bool) {
+        let metrics = &self.handling.metrics;
+        self.in_flight.send_modify(|n| {
+            if started {
+                if *n == 0 {
+                    metrics.consumers_busy.inc();
+                }
+                *n += 1;
+            } else {
+                *n -= 1;
+                if *n == 0 {
+                    metrics.consumers_busy.dec();
+                }
+            }
+        });
     }
 }
 
@@ -161,16 +193,15 @@ impl StreamHandler<lapin::Result<Delivery>> for TaskConsumer {
                 return;
             }
         };
-        if self.handling.draining.load(Ordering::Acquire) {
+        if self.stopping || self.handling.draining.load(Ordering::Acquire) {
             // Left unacknowledged: closing the channel hands it back to the broker.
             tracing::debug!(consumer = %self.tag, "shutting down; not starting a new task");
             return;
         }
         let span = process_span(&delivery, &self.handling.queues.tasks().name);
-        let work = process(delivery, self.handling.clone());
-        // `wait`: this actor takes its next message (or StopConsuming) only
-        // after the current task is settled.
-        ctx.wait(work.instrument(span).into_actor(self));
+        let work = process(delivery, self.handling.clone()).instrument(span);
+        self.track(true);
+        ctx.spawn(work.into_actor(self).map(|(), act, _| act.track(false)));
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
@@ -187,8 +218,9 @@ impl StreamHandler<lapin::Result<Delivery>> for TaskConsumer {
     }
 }
 
-/// Stop taking tasks: answered once the task in hand (if any) is settled,
-/// then the channel is closed and the actor stops.
+/// Stop taking tasks: answered once the tasks in hand are settled (their
+/// acknowledgements need the channel), then the channel is closed (which
+/// hands prefetched, unstarted deliveries back) and the actor stops.
 pub struct StopConsuming;
 
 impl Message for StopConsuming {
@@ -200,18 +232,24 @@ impl Handler<StopConsuming> for TaskConsumer {
 
     fn handle(&mut self, _: StopConsuming, _: &mut Self::Context) -> Self::Result {
         self.stopping = true;
-        let channel = self.channel.take();
-        let tag = self.tag.clone();
+        let mut in_flight = self.in_flight.subscribe();
         Box::pin(
             async move {
-                if let Some(channel) = channel {
-                    // Closing the channel requeues anything prefetched but unstarted.
-                    if let Err(err) = channel.close(200, "worker shutting down".into()).await {
-                        tracing::debug!(consumer = %tag, error = %err, "closing channel");
-                    }
-                }
+                let _ = in_flight.wait_for(|n| *n == 0).await;
             }
             .into_actor(self)
+            .then(|(), act, _| {
+                let channel = act.channel.take();
+                let tag = act.tag.clone();
+                async move {
+                    if let Some(channel) = channel {
+                        if let Err(err) = channel.close(200, "worker shutting down".into()).await {
+                            tracing::debug!(consumer = %tag, error = %err, "closing channel");
+                        }
+                    }
+                }
+                .into_actor(act)
+            })
             .map(|(), _, ctx| ctx.stop()),
         )
     }
@@ -220,22 +258,20 @@ impl Handler<StopConsuming> for TaskConsumer {
 /// Why a delivery goes back to the queue instead of being acknowledged.
 #[derive(Debug, thiserror::Error)]
 enum Unsettled {
+    #[error(transparent)]
+    NotReported(#[from] ReportFailed),
     #[error("a message was not confirmed by the broker: {0}")]
     NotConfirmed(#[from] PublishError),
     #[error("an actor is unavailable: {0}")]
     Mailbox(#[from] actix::MailboxError),
-    #[error("encoding a message: {0}")]
-    Encode(#[from] serde_json::Error),
 }
 
 async fn process(delivery: Delivery, handling: TaskHandling) {
-    handling.metrics.consumers_busy.inc();
-    let _idle_again = IdleOnDrop(&handling.metrics);
     let consumer_span = tracing::Span::current();
     let attempt = header_u32(delivery.properties.headers().as_ref(), ATTEMPT_HEADER)
         .unwrap_or(1)
         .max(1);
-    let outcome = match TaskMessage::decode(&delivery.data) {
+    let settled = match TaskMessage::decode(&delivery.data) {
         Ok(task) => {
             consumer_span.set_attribute("task.id", task.id.to_string());
             let span = tracing::info_span!(
@@ -244,9 +280,13 @@ async fn process(delivery: Delivery, handling: TaskHandling) {
                 task.type = %task.kind,
                 task.attempt = attempt,
             );
-            attempt_task(&delivery, task, attempt, &handling)
-                .instrument(span)
-                .await
+            async {
+                let (id, task_type) = (task.id, task.kind);
+                let outcome = run(task, attempt, &handling).await?;
+                settle(&delivery, id, task_type, attempt, outcome, &handling).await
+            }
+            .instrument(span)
+            .await
         }
         Err(reason) => {
             consumer_span.set_status(Status::error(format!("poison message: {reason}")));
@@ -262,7 +302,7 @@ async fn process(delivery: Delivery, handling: TaskHandling) {
             .await
         }
     };
-    match outcome {
+    match settled {
         Ok(()) => {
             if let Err(err) = delivery.acker.ack(BasicAckOptions::default()).await {
                 tracing::warn!(error = %err, "ack failed; the broker will redeliver");
@@ -284,52 +324,99 @@ async fn process(delivery: Delivery, handling: TaskHandling) {
     }
 }
 
-/// One attempt, inside its `process-task` span. `Ok` means the delivery can
-/// be acknowledged: everything that had to be published was confirmed.
-async fn attempt_task(
-    delivery: &Delivery,
+/// Runs the attempt, reporting `processing` if it is still running after
+/// the delay (a task that finishes sooner was never visibly processing, and
+/// saves the broker two messages); times and counts it.
+async fn run(
     task: TaskMessage,
     attempt: u32,
     handling: &TaskHandling,
-) -> Result<(), Unsettled> {
-    let span = tracing::Span::current();
-    let id = task.id;
-    let report = |status, result, error| StatusUpdate {
+) -> Result<Result<Value, TaskFailure>, Unsettled> {
+    let (id, task_type) = (task.id, task.kind);
+    let processing = StatusUpdate {
         id,
-        status,
+        status: TaskStatus::Processing,
         attempt,
-        result,
-        error,
+        result: None,
+        error: None,
     };
-    send_report(handling, report(TaskStatus::Processing, None, None)).await?;
-
-    let task_type = task.kind;
     let started = std::time::Instant::now();
-    let outcome = handling
-        .executor
-        .send_traced(ExecuteTask { task, attempt })
-        .await?;
+    let execution = handling.executor.send_traced(ExecuteTask { task, attempt });
+    let outcome = if handling.processing_delay.is_zero() {
+        handling
+            .reporter
+            .send_traced(ReportStatus(processing))
+            .await??;
+        execution.await?
+    } else {
+        let delay = actix::clock::sleep(handling.processing_delay);
+        match select(Box::pin(execution), Box::pin(delay)).await {
+            Either::Left((outcome, _)) => outcome?,
+            Either::Right(((), execution)) => {
+                // Not awaited before the outcome: the outcome's report is
+                // what the acknowledgement waits for, and the backend
+                // ignores a `processing` that arrives after it.
+                let report = handling.reporter.send_traced(ReportStatus(processing));
+                let (reported, outcome) = futures_util::future::join(report, execution).await;
+                match reported {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => {
+                        tracing::debug!(task.id = %id, error = %err, "processing report lost")
+                    }
+                    Err(err) => {
+                        tracing::debug!(task.id = %id, error = %err, "processing report lost")
+                    }
+                }
+                outcome?
+            }
+        }
+    };
     let metrics = &handling.metrics;
     TaskMetrics::count(&metrics.processed, task_type);
+    let label = if outcome.is_ok() {
+        TaskOutcome::Succeeded
+    } else {
+        TaskOutcome::Failed
+    };
     metrics
         .duration
-        .get_or_create(&TaskOutcomeLabels::new(
-            task_type,
-            if outcome.is_ok() {
-                TaskOutcome::Succeeded
-            } else {
-                TaskOutcome::Failed
-            },
-        ))
+        .get_or_create(&TaskOutcomeLabels::new(task_type, label))
         .observe(
             started.elapsed().as_secs_f64(),
             current_trace_exemplar(),
             None,
         );
+    Ok(outcome)
+}
+
+/// Reports the outcome, and for a failure schedules the retry or
+/// dead-letters the task. `Ok` means the delivery can be acknowledged:
+/// everything that had to be published was confirmed.
+async fn settle(
+    delivery: &Delivery,
+    id: uuid::Uuid,
+    task_type: TaskType,
+    attempt: u32,
+    outcome: Result<Value, TaskFailure>,
+    handling: &TaskHandling,
+) -> Result<(), Unsettled> {
+    let span = tracing::Span::current();
+    let report = |status, result, error| {
+        ReportStatus(StatusUpdate {
+            id,
+            status,
+            attempt,
+            result,
+            error,
+        })
+    };
     let failure = match outcome {
         Ok(result) => {
-            send_report(handling, report(TaskStatus::Succeeded, Some(result), None)).await?;
-            tracing::info!(task.id = %id, attempt, "task succeeded");
+            handling
+                .reporter
+                .send_traced(report(TaskStatus::Succeeded, Some(result), None))
+                .await??;
+            tracing::debug!(task.id = %id, attempt, "task succeeded");
             return Ok(());
         }
         Err(failure) => failure,
@@ -343,7 +430,7 @@ async fn attempt_task(
             KeyValue::new("exception.message", failure.to_string()),
         ],
     );
-    TaskMetrics::count(&metrics.failed, task_type);
+    TaskMetrics::count(&handling.metrics.failed, task_type);
     let error = Some(failure.to_string());
     if failure.is_retryable() && attempt < handling.retry.max_attempts {
         let next = attempt + 1;
@@ -356,7 +443,10 @@ async fn attempt_task(
             ],
         );
         tracing::warn!(task.id = %id, attempt, error = %failure, ?delay, "attempt failed; retrying");
-        send_report(handling, report(TaskStatus::Queued, None, error)).await?;
+        handling
+            .reporter
+            .send_traced(report(TaskStatus::Queued, None, error))
+            .await??;
         handling
             .requeuer
             .send_traced(
@@ -366,32 +456,20 @@ async fn attempt_task(
                     .expiring_after(delay.as_millis() as u64),
             )
             .await??;
-        TaskMetrics::count(&metrics.retried, task_type);
+        TaskMetrics::count(&handling.metrics.retried, task_type);
         Ok(())
     } else {
         tracing::error!(task.id = %id, attempt, error = %failure, "task failed for good; dead-lettering it");
-        send_report(handling, report(TaskStatus::Failed, None, error)).await?;
+        handling
+            .reporter
+            .send_traced(report(TaskStatus::Failed, None, error))
+            .await??;
         let kind = match failure {
             TaskFailure::Invalid(_) => DeadLetterKind::InvalidPayload,
             _ => DeadLetterKind::MaxAttempts,
         };
         dead_letter(delivery, handling, kind, &failure.to_string(), attempt).await
     }
-}
-
-async fn send_report(handling: &TaskHandling, update: StatusUpdate) -> Result<(), Unsettled> {
-    let payload = serde_json::to_vec(&update)?;
-    let message_id = format!(
-        "{}-{}-{}",
-        update.id,
-        update.attempt,
-        update.status.as_str()
-    );
-    handling
-        .reporter
-        .send_traced(Publish::new(message_id, payload))
-        .await??;
-    Ok(())
 }
 
 /// Copies the delivery to `<queue>.dlq` with why it is there.
@@ -427,15 +505,6 @@ async fn dead_letter(
         .get_or_create(&ReasonLabel::from(kind))
         .inc();
     Ok(())
-}
-
-/// Marks the consumer idle again however `process` ends.
-struct IdleOnDrop<'a>(&'a TaskMetrics);
-
-impl Drop for IdleOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.consumers_busy.dec();
-    }
 }
 
 #[cfg(test)]
