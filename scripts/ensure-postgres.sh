@@ -11,11 +11,28 @@ set -euo pipefail
 
 ensure_installed pg_ctlcluster postgresql
 
+url=${TEST_POSTGRES_URL:-postgres://async_micro_test:async_micro_test@127.0.0.1:5432/postgres}
+if psql "$url" -qAtc 'SELECT 1' >/dev/null 2>&1; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  cat >&2 <<MSG
+PostgreSQL does not accept the tests' login ($url). As root, run
+  scripts/ensure-postgres.sh
+or by hand:
+  sudo pg_ctlcluster <version> main start
+  sudo -u postgres psql -c "CREATE ROLE async_micro_test LOGIN PASSWORD 'async_micro_test' CREATEDB"
+MSG
+  exit 1
+fi
+
 as_postgres() {
-  if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
+  runuser -u postgres -- "$@"
 }
 
-version=$(pg_lsclusters -h | awk 'NR == 1 { print $1 }')
+# The cluster on the port the tests use (5432), else the first one.
+version=$(pg_lsclusters -h | awk '$3 == 5432 { print $1; found = 1; exit } END { }')
+[ -n "$version" ] || version=$(pg_lsclusters -h | awk 'NR == 1 { print $1 }')
 if [ -z "$version" ]; then
   echo "PostgreSQL is installed but has no cluster: pg_createcluster --start <version> main" >&2
   exit 1
@@ -24,10 +41,15 @@ if ! pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main" && $4 == "o
   echo "starting PostgreSQL $version..."
   pg_ctlcluster "$version" main start
 fi
+ready=0
 for _ in $(seq 1 60); do
-  as_postgres psql -qAtc 'SELECT 1' >/dev/null 2>&1 && break
+  if as_postgres psql -qAtc 'SELECT 1' >/dev/null 2>&1; then ready=1; break; fi
   sleep 0.5
 done
+if [ "$ready" -ne 1 ]; then
+  echo "PostgreSQL $version did not accept connections within 30 s (see /var/log/postgresql/)" >&2
+  exit 1
+fi
 as_postgres psql -qAt -v ON_ERROR_STOP=1 <<'SQL' >/dev/null
 DO $$
 BEGIN

@@ -8,6 +8,7 @@
 //! duplicated, reordered or spread over replicas; no read-modify-write.
 
 use std::{
+    collections::HashSet,
     sync::OnceLock,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -51,6 +52,9 @@ pub enum UpdateOutcome {
     UnknownTask,
     /// Stale or duplicate: the row already holds this or something newer.
     Ignored,
+    /// The database refused this report for good (it would be refused on
+    /// every redelivery): logged and dropped.
+    Rejected,
 }
 
 /// Most tasks one INSERT statement adds.
@@ -107,6 +111,46 @@ const APPLY_STATUS: Statement = Statement {
            AND (attempts < $3 OR (attempts = $3 AND \
            (CASE status WHEN 'processing' THEN 1 WHEN 'queued' THEN 2 ELSE 3 END) < $7))",
 };
+
+/// Most reports one multi-row UPDATE applies.
+pub const MAX_UPDATE_BATCH: usize = 128;
+
+/// [`APPLY_STATUS`] for `rows` reports of distinct tasks (1 to
+/// [`MAX_UPDATE_BATCH`]) in one statement, built once per size: the same
+/// conditions, against a `VALUES` list; `RETURNING` names the rows it changed.
+fn apply_many_statement(rows: usize) -> &'static Statement {
+    static STATEMENTS: OnceLock<Vec<&'static Statement>> = OnceLock::new();
+    let statements = STATEMENTS.get_or_init(|| {
+        (1..=MAX_UPDATE_BATCH)
+            .map(|rows| {
+                let values: Vec<String> = (0..rows)
+                    .map(|row| {
+                        let params: Vec<String> =
+                            (1..=7).map(|column| format!("${}", 7 * row + column)).collect();
+                        format!("({})", params.join(", "))
+                    })
+                    .collect();
+                Statement::leak(
+                    "UPDATE",
+                    "tasks",
+                    format!(
+                        "UPDATE tasks SET status = v.column2, attempts = v.column3, \
+                         result = CASE WHEN v.column2 = 'succeeded' THEN v.column4 ELSE tasks.result END, \
+                         error = CASE WHEN v.column2 = 'succeeded' THEN NULL ELSE COALESCE(v.column5, tasks.error) END, \
+                         updated_at = v.column6 \
+                         FROM (VALUES {}) AS v \
+                         WHERE tasks.id = v.column1 AND tasks.status NOT IN ('succeeded', 'failed') \
+                         AND (tasks.attempts < v.column3 OR (tasks.attempts = v.column3 AND \
+                         (CASE tasks.status WHEN 'processing' THEN 1 WHEN 'queued' THEN 2 ELSE 3 END) < v.column7)) \
+                         RETURNING tasks.id",
+                        values.join(", ")
+                    ),
+                )
+            })
+            .collect()
+    });
+    statements[rows.clamp(1, MAX_UPDATE_BATCH) - 1]
+}
 
 /// Deletes a bounded chunk of expired tasks, so that one clean-up never
 /// holds the (SQLite) write lock for long.
@@ -184,16 +228,12 @@ pub async fn apply(
     conn: &mut AnyConnection,
     update: &StatusUpdate,
 ) -> Result<UpdateOutcome, DbError> {
-    let result = match (&update.result, update.status) {
-        (Some(result), TaskStatus::Succeeded) => Some(result.to_string()),
-        _ => None,
-    };
     let changed = db
         .query(&APPLY_STATUS)
         .bind(update.id.to_string())
         .bind(update.status.as_str())
         .bind(i64::from(update.attempt))
-        .bind(result)
+        .bind(stored_result(update))
         .bind(update.error.clone())
         .bind(now_ms())
         .bind(stage(update.status))
@@ -202,10 +242,55 @@ pub async fn apply(
     if changed > 0 {
         return Ok(UpdateOutcome::Applied);
     }
-    // Rare (duplicates, reordering): worth a read to log the right thing.
+    not_applied(db, conn, update.id).await
+}
+
+/// Applies reports of distinct tasks (up to [`MAX_UPDATE_BATCH`]) on `conn`
+/// in one statement, whose span is a child of the current span and linked to
+/// `links`; the ids of the tasks it changed. (Two reports of one task in one
+/// statement would race for the row: give those to [`apply`], in order.)
+pub async fn apply_many(
+    db: &Database,
+    conn: &mut AnyConnection,
+    updates: &[&StatusUpdate],
+    links: Vec<SpanContext>,
+) -> Result<HashSet<Uuid>, DbError> {
+    debug_assert!((1..=MAX_UPDATE_BATCH).contains(&updates.len()));
+    let now = now_ms();
+    let mut query = db
+        .query(apply_many_statement(updates.len()))
+        .linked_to(links);
+    for update in updates {
+        query = query
+            .bind(update.id.to_string())
+            .bind(update.status.as_str())
+            .bind(i64::from(update.attempt))
+            .bind(stored_result(update))
+            .bind(update.error.clone())
+            .bind(now)
+            .bind(stage(update.status));
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    rows.iter()
+        .map(|row| {
+            let id: String = row.try_get(0)?;
+            Uuid::parse_str(&id).map_err(|e| {
+                DbError::Sqlx(sqlx::Error::Decode(format!("task id {id:?}: {e}").into()))
+            })
+        })
+        .collect()
+}
+
+/// Why a report changed nothing: the task is unknown, or the report stale.
+/// (Rare: duplicates and reordering; worth a read to log the right thing.)
+pub async fn not_applied(
+    db: &Database,
+    conn: &mut AnyConnection,
+    id: Uuid,
+) -> Result<UpdateOutcome, DbError> {
     let exists = db
         .query(&SELECT)
-        .bind(update.id.to_string())
+        .bind(id.to_string())
         .fetch_optional(&mut *conn)
         .await?
         .is_some();
@@ -214,6 +299,14 @@ pub async fn apply(
     } else {
         UpdateOutcome::UnknownTask
     })
+}
+
+/// The result column's value: a succeeded task's result as JSON text.
+fn stored_result(update: &StatusUpdate) -> Option<String> {
+    match (&update.result, update.status) {
+        (Some(result), TaskStatus::Succeeded) => Some(result.to_string()),
+        _ => None,
+    }
 }
 
 /// Deletes tasks accepted more than `retention` ago; how many.

@@ -61,8 +61,9 @@ pub async fn list(
     let rows = db
         .query(&SELECT_PAGE)
         .bind(category.clone())
-        .bind(limit as i64)
-        .bind(offset as i64)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        // Past i64::MAX is past the end all the same.
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
         .fetch_all(db.reader())
         .await?;
     let total = match rows.first() {
@@ -97,7 +98,11 @@ fn product(row: &AnyRow) -> Result<Product, DbError> {
     let cents: i64 = row.try_get("price_cents")?;
     let number = |column: &str| -> Result<u32, DbError> {
         let value: i64 = row.try_get(column)?;
-        Ok(u32::try_from(value).unwrap_or(0))
+        u32::try_from(value).map_err(|_| {
+            DbError::Sqlx(sqlx::Error::Decode(
+                format!("products.{column} = {value} is out of range").into(),
+            ))
+        })
     };
     Ok(Product {
         id: number("id")?,

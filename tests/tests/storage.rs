@@ -146,12 +146,12 @@ async fn unknown_tasks_are_told_apart_and_expired_tasks_are_deleted() {
         );
         let old = Uuid::new_v4();
         tasks_table::insert(&db, old, TaskType::Echo).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
         let recent = Uuid::new_v4();
         tasks_table::insert(&db, recent, TaskType::Echo)
             .await
             .unwrap();
-        let deleted = tasks_table::delete_expired(&db, Duration::from_millis(25))
+        let deleted = tasks_table::delete_expired(&db, Duration::from_millis(400))
             .await
             .unwrap();
         assert_eq!(deleted, 1);
@@ -220,4 +220,54 @@ async fn the_catalog_is_seeded_once_and_paged_on_both_databases() {
         );
         assert_eq!(product::products_table::get(&db, 999).await.unwrap(), None);
     }
+}
+
+#[tokio::test]
+async fn many_tasks_are_inserted_and_updated_in_one_statement_with_the_same_rules() {
+    on_both(async |db| {
+        use TaskStatus::*;
+        let ids: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+        let tasks: Vec<(Uuid, TaskType)> = ids.iter().map(|id| (*id, TaskType::Echo)).collect();
+        tasks_table::insert_many(&db, &tasks, Vec::new())
+            .await
+            .unwrap();
+        // ids[4] already finished: its report below is stale.
+        apply_batch(&db, &[report(ids[4], Succeeded, 1)]).await;
+        let stranger = Uuid::new_v4();
+        let batch = [
+            report(ids[0], Processing, 1),
+            report(ids[1], Succeeded, 1),
+            report(ids[2], Failed, 1),
+            report(ids[3], Queued, 1),
+            report(ids[4], Processing, 2),
+            report(stranger, Succeeded, 1),
+        ];
+        let mut tx = db.begin_write().await.unwrap();
+        let updates: Vec<&StatusUpdate> = batch.iter().collect();
+        let applied = tasks_table::apply_many(&db, &mut tx, &updates, Vec::new())
+            .await
+            .unwrap();
+        db.commit(tx).await.unwrap();
+        let expected: std::collections::HashSet<Uuid> = ids[..4].iter().copied().collect();
+        assert_eq!(applied, expected);
+        let status = async |id: Uuid| tasks_table::select(&db, id).await.unwrap().unwrap();
+        assert_eq!(status(ids[0]).await.status, Processing);
+        let done = status(ids[1]).await;
+        assert_eq!(
+            (done.status, done.result),
+            (Succeeded, Some(serde_json::json!({"ok": true})))
+        );
+        assert_eq!(status(ids[2]).await.error.as_deref(), Some("boom"));
+        assert_eq!(
+            status(ids[3]).await.error.as_deref(),
+            Some("attempt 1 failed")
+        );
+        assert_eq!(
+            status(ids[4]).await.status,
+            Succeeded,
+            "a stale report changed nothing"
+        );
+        assert_eq!(tasks_table::select(&db, stranger).await.unwrap(), None);
+    })
+    .await;
 }

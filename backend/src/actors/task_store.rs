@@ -11,7 +11,11 @@
 //! one fsync on PostgreSQL). Every `TASK_RETENTION / 10` (at most every 10
 //! minutes) the store deletes the tasks past their retention.
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use actix::{
     Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseFuture, WrapFuture,
@@ -30,37 +34,25 @@ use uuid::Uuid;
 use crate::tasks_table::{self, TaskRecord, UpdateOutcome};
 
 /// Why the store could not do what it was asked.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database is down, unreachable or too slow: try again later.
     #[error("task storage unavailable: {0}")]
-    Unavailable(DbError),
+    Unavailable(Arc<DbError>),
     /// Anything else (a bug, or a corrupt row).
     #[error("task storage failed: {0}")]
-    Failed(DbError),
-}
-
-impl StoreError {
-    /// The same error for another caller (one failed statement fails every
-    /// task it carried).
-    fn duplicate(&self) -> Self {
-        let copy = |err: &DbError| match err {
-            DbError::Timeout(after) => DbError::Timeout(*after),
-            DbError::Sqlx(err) => DbError::Sqlx(sqlx::Error::Protocol(err.to_string())),
-        };
-        match self {
-            Self::Unavailable(err) => Self::Unavailable(copy(err)),
-            Self::Failed(err) => Self::Failed(copy(err)),
-        }
-    }
+    Failed(Arc<DbError>),
+    /// The store is gone (the service is stopping).
+    #[error("the task store stopped")]
+    Stopped,
 }
 
 impl From<DbError> for StoreError {
     fn from(err: DbError) -> Self {
         if err.is_unavailable() {
-            Self::Unavailable(err)
+            Self::Unavailable(Arc::new(err))
         } else {
-            Self::Failed(err)
+            Self::Failed(Arc::new(err))
         }
     }
 }
@@ -119,6 +111,7 @@ struct PendingInsert {
     id: Uuid,
     kind: shared::task::TaskType,
     span: tracing::Span,
+    since: Instant,
     done: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -139,6 +132,25 @@ impl TaskStore {
         if self.inserting || self.waiting.is_empty() {
             return;
         }
+        // Nobody waits for a task whose request ended; one that waited past
+        // the statement budget gets its 503 now (the budget holds even
+        // while earlier INSERTs queue up behind a slow database).
+        let budget = self.db.timeout();
+        let waiting = std::mem::take(&mut self.waiting);
+        for pending in waiting {
+            if pending.done.is_closed() {
+                continue;
+            }
+            if pending.since.elapsed() >= budget {
+                let late = StoreError::from(DbError::Timeout(budget));
+                let _ = pending.done.send(Err(late));
+                continue;
+            }
+            self.waiting.push(pending);
+        }
+        if self.waiting.is_empty() {
+            return;
+        }
         self.inserting = true;
         let take = self.waiting.len().min(tasks_table::MAX_INSERT_BATCH);
         let batch: Vec<PendingInsert> = self.waiting.drain(..take).collect();
@@ -154,12 +166,8 @@ impl TaskStore {
         ctx.spawn(insert.into_actor(self).map(move |result, act, ctx| {
             let result = result.map_err(StoreError::from);
             for pending in batch {
-                let outcome = match &result {
-                    Ok(()) => Ok(()),
-                    Err(err) => Err(err.duplicate()),
-                };
                 // The requester may have given up (its request ended).
-                let _ = pending.done.send(outcome);
+                let _ = pending.done.send(result.clone());
             }
             act.inserting = false;
             act.insert_waiting(ctx);
@@ -218,17 +226,11 @@ impl Handler<Traced<InsertTask>> for TaskStore {
             id,
             kind,
             span: span.clone(),
+            since: Instant::now(),
             done,
         });
         self.insert_waiting(ctx);
-        Box::pin(
-            async move {
-                stored.await.unwrap_or_else(|_| {
-                    Err(StoreError::Failed(DbError::Sqlx(sqlx::Error::PoolClosed)))
-                })
-            }
-            .instrument(span),
-        )
+        Box::pin(async move { stored.await.unwrap_or(Err(StoreError::Stopped)) }.instrument(span))
     }
 }
 
@@ -260,44 +262,124 @@ impl Handler<ApplyStatusUpdates> for TaskStore {
     fn handle(&mut self, msg: ApplyStatusUpdates, _: &mut Self::Context) -> Self::Result {
         let db = self.db.clone();
         Box::pin(async move {
-            let mut tx = db.begin_write().await?;
-            let mut outcomes = Vec::with_capacity(msg.0.len());
             // Each report's span stays open until the commit made it durable.
-            let mut spans = Vec::with_capacity(msg.0.len());
-            for ReceivedReport {
-                report,
-                received_by,
-            } in msg.0
-            {
-                let update = report.message();
-                let span = tracing::info_span!(
-                    "apply-status-update",
-                    task.id = %update.id,
-                    task.status = update.status.as_str(),
-                    task.attempt = update.attempt,
-                );
-                // Under its own sender's span: link the message that carried it.
-                let elsewhere =
-                    report.context().span().span_context().span_id() != received_by.span_id();
-                let (update, span) = report.into_parts(span);
-                if elsewhere {
-                    span.add_link(received_by);
+            let (updates, spans): (Vec<StatusUpdate>, Vec<tracing::Span>) =
+                msg.0.into_iter().map(report_span).unzip();
+            let outcomes = match apply_together(&db, &updates, &spans).await {
+                Err(StoreError::Failed(err)) => {
+                    // Something in the batch is refused for good: find it, so
+                    // that it cannot hold back every other report forever.
+                    tracing::warn!(error = %err, reports = updates.len(), "a batch of status reports failed; applying them one by one");
+                    apply_one_by_one(&db, &updates, &spans).await?
                 }
-                let outcome = tasks_table::apply(&db, &mut tx, &update)
-                    .instrument(span.clone())
-                    .await?;
-                log_outcome(&span, &update, outcome);
-                outcomes.push(outcome);
-                spans.push(span);
-            }
-            // The COMMIT shows in the trace of the batch's first report.
-            match spans.first() {
-                Some(first) => db.commit(tx).instrument(first.clone()).await?,
-                None => db.commit(tx).await?,
+                other => other?,
+            };
+            for ((update, span), outcome) in updates.iter().zip(&spans).zip(&outcomes) {
+                log_outcome(span, update, *outcome);
             }
             Ok(outcomes)
         })
     }
+}
+
+/// Applies `updates` in one transaction: all of them or none.
+async fn apply_together(
+    db: &Database,
+    updates: &[StatusUpdate],
+    spans: &[tracing::Span],
+) -> Result<Vec<UpdateOutcome>, StoreError> {
+    let mut tx = db.begin_write().await?;
+    let mut outcomes = vec![UpdateOutcome::Ignored; updates.len()];
+    // Reports of distinct tasks: one statement per chunk, its span
+    // under the chunk's first report and linked to the others.
+    let mut per_task: HashMap<Uuid, usize> = HashMap::new();
+    for update in updates {
+        *per_task.entry(update.id).or_default() += 1;
+    }
+    let (distinct, repeated): (Vec<usize>, Vec<usize>) =
+        (0..updates.len()).partition(|&i| per_task[&updates[i].id] == 1);
+    for chunk in distinct.chunks(tasks_table::MAX_UPDATE_BATCH) {
+        let batch: Vec<&StatusUpdate> = chunk.iter().map(|&i| &updates[i]).collect();
+        let links = chunk[1..]
+            .iter()
+            .map(|&i| spans[i].context().span().span_context().clone())
+            .collect();
+        let applied = tasks_table::apply_many(db, &mut tx, &batch, links)
+            .instrument(spans[chunk[0]].clone())
+            .await?;
+        for &i in chunk {
+            outcomes[i] = if applied.contains(&updates[i].id) {
+                UpdateOutcome::Applied
+            } else {
+                tasks_table::not_applied(db, &mut tx, updates[i].id)
+                    .instrument(spans[i].clone())
+                    .await?
+            };
+        }
+    }
+    // Several reports of one task: one at a time, in arrival order.
+    for i in repeated {
+        outcomes[i] = tasks_table::apply(db, &mut tx, &updates[i])
+            .instrument(spans[i].clone())
+            .await?;
+    }
+    // The COMMIT shows in the trace of the batch's first report.
+    match spans.first() {
+        Some(first) => db.commit(tx).instrument(first.clone()).await?,
+        None => db.commit(tx).await?,
+    }
+    Ok(outcomes)
+}
+
+/// Applies each report in a transaction of its own; one the database refuses
+/// for good is `Rejected`. An outage still fails the whole call.
+async fn apply_one_by_one(
+    db: &Database,
+    updates: &[StatusUpdate],
+    spans: &[tracing::Span],
+) -> Result<Vec<UpdateOutcome>, StoreError> {
+    let mut outcomes = Vec::with_capacity(updates.len());
+    for (update, span) in updates.iter().zip(spans) {
+        let alone = async {
+            let mut tx = db.begin_write().await?;
+            let outcome = tasks_table::apply(db, &mut tx, update).await?;
+            db.commit(tx).await?;
+            Ok::<_, DbError>(outcome)
+        }
+        .instrument(span.clone())
+        .await;
+        outcomes.push(match alone.map_err(StoreError::from) {
+            Ok(outcome) => outcome,
+            Err(StoreError::Failed(err)) => {
+                tracing::error!(parent: span, task.id = %update.id, error = %err, "the database refuses this status report; dropped");
+                UpdateOutcome::Rejected
+            }
+            Err(other) => return Err(other),
+        });
+    }
+    Ok(outcomes)
+}
+
+/// The report's `apply-status-update` span: a child of the span that sent
+/// it, linked to the message that carried it when that is another span.
+fn report_span(received: ReceivedReport) -> (StatusUpdate, tracing::Span) {
+    let ReceivedReport {
+        report,
+        received_by,
+    } = received;
+    let update = report.message();
+    let span = tracing::info_span!(
+        "apply-status-update",
+        task.id = %update.id,
+        task.status = update.status.as_str(),
+        task.attempt = update.attempt,
+    );
+    let elsewhere = report.context().span().span_context().span_id() != received_by.span_id();
+    let (update, span) = report.into_parts(span);
+    if elsewhere {
+        span.add_link(received_by);
+    }
+    (update, span)
 }
 
 fn log_outcome(span: &tracing::Span, update: &StatusUpdate, outcome: UpdateOutcome) {
@@ -310,6 +392,8 @@ fn log_outcome(span: &tracing::Span, update: &StatusUpdate, outcome: UpdateOutco
             task.id = %update.id,
             "status report for an unknown task (never accepted here, or past its retention); dropped"
         ),
+        // Logged where it happened.
+        UpdateOutcome::Rejected => {}
         UpdateOutcome::Ignored => tracing::debug!(
             parent: span,
             task.id = %update.id,

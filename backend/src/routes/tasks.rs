@@ -55,7 +55,7 @@ impl From<TaskError> for ApiError {
     fn from(err: TaskError) -> Self {
         match err {
             TaskError::NotQueued(_) => ApiError::unavailable("broker_unavailable", err.to_string()),
-            TaskError::Storage(StoreError::Unavailable(_)) => {
+            TaskError::Storage(StoreError::Unavailable(_) | StoreError::Stopped) => {
                 ApiError::unavailable("storage_unavailable", err.to_string())
             }
             TaskError::Storage(StoreError::Failed(_)) => ApiError::internal(err.to_string()),
@@ -114,15 +114,33 @@ async fn enqueue(state: &AppState, id: Uuid, request: TaskRequest) -> Result<(),
         .await?;
     if let Err(err) = published {
         if let Err(removal) = state.store.send_traced(RemoveTask(id)).await? {
-            // Never published: no report will come; the retention clean-up
-            // deletes the row in the end, and its id was never handed out.
-            tracing::error!(task.id = %id, error = %removal, "an unpublished task could not be removed");
+            // Never published: keep trying in the background, so that no
+            // task exists that was never queued (its id was never handed out).
+            tracing::warn!(task.id = %id, error = %removal, "an unpublished task could not be removed yet; retrying");
+            actix::spawn(remove_later(state.store.clone(), id));
         }
         return Err(err.into());
     }
     TaskMetrics::count(&state.metrics.published, message.kind);
     tracing::info!(task.id = %id, task.type = %message.kind, "task queued");
     Ok(())
+}
+
+/// Retries removing a task whose publish failed, backing off, for about a
+/// minute (the retention clean-up is the last resort).
+async fn remove_later(store: actix::Addr<crate::actors::TaskStore>, id: Uuid) {
+    let mut backoff = shared::amqp::Backoff::new(
+        std::time::Duration::from_millis(500),
+        std::time::Duration::from_secs(10),
+    );
+    for _ in 0..10 {
+        actix::clock::sleep(backoff.next_delay()).await;
+        if let Ok(Ok(())) = store.send_traced(RemoveTask(id)).await {
+            tracing::info!(task.id = %id, "removed the unpublished task");
+            return;
+        }
+    }
+    tracing::error!(task.id = %id, "gave up removing an unpublished task; the retention clean-up will");
 }
 
 async fn get_task(

@@ -31,7 +31,13 @@ impl DbError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
             | sqlx::Error::BeginFailed => true,
-            sqlx::Error::Database(db) => db.code().is_some_and(|code| unavailable_code(&code)),
+            sqlx::Error::Database(db) => {
+                let sqlite = db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some();
+                db.code().is_some_and(|code| match sqlite {
+                    true => unavailable_sqlite_code(&code),
+                    false => unavailable_sqlstate(&code),
+                })
+            }
             _ => false,
         }
     }
@@ -70,24 +76,24 @@ impl DbError {
     }
 }
 
-/// PostgreSQL SQLSTATEs (and SQLite result codes) that say the server cannot
-/// serve now: connection exceptions (class 08), shutting down or starting
-/// up (57P01-57P03), a cancelled statement (57014: `statement_timeout`),
-/// too many connections (53300), out of resources (53xxx); SQLite busy or
-/// locked past the busy timeout (5, 6 and their extended codes), I/O
-/// errors (10), a full disk (13), a file it cannot open (14).
-fn unavailable_code(code: &str) -> bool {
-    if code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") {
-        return true;
-    }
-    if code == "57014" {
-        return true;
-    }
-    match code.parse::<i32>() {
-        // SQLite extended codes keep the primary code in the low byte.
-        Ok(sqlite) => matches!(sqlite & 0xff, 5 | 6 | 10 | 13 | 14),
-        Err(_) => false,
-    }
+/// PostgreSQL SQLSTATEs that say the server cannot serve now: connection
+/// exceptions (class 08), out of resources (53xxx, too many connections
+/// among them), shutting down or starting up (57P01-57P03), a cancelled
+/// statement (57014: `statement_timeout`), and a transaction that lost a
+/// deadlock or serialization conflict (40P01, 40001: trying again works).
+fn unavailable_sqlstate(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("53")
+        || code.starts_with("57P")
+        || matches!(code, "57014" | "40P01" | "40001")
+}
+
+/// SQLite result codes that say the file cannot be used now: busy or locked
+/// past the busy timeout (5, 6), I/O errors (10), a full disk (13), a file it
+/// cannot open (14). Extended codes keep the primary code in the low byte.
+fn unavailable_sqlite_code(code: &str) -> bool {
+    code.parse::<i32>()
+        .is_ok_and(|code| matches!(code & 0xff, 5 | 6 | 10 | 13 | 14))
 }
 
 #[cfg(test)]
@@ -104,12 +110,21 @@ mod tests {
         .is_unavailable());
         assert!(!DbError::Sqlx(sqlx::Error::RowNotFound).is_unavailable());
         for code in [
-            "08006", "57P01", "57P03", "57014", "53300", "5", "517", "6", "14",
+            "08006", "57P01", "57P03", "57014", "53300", "40P01", "40001",
         ] {
-            assert!(unavailable_code(code), "{code}");
+            assert!(unavailable_sqlstate(code), "{code}");
         }
-        for code in ["23505", "42P01", "1", "19", "2067"] {
-            assert!(!unavailable_code(code), "{code}");
+        // Five-digit SQLSTATEs that would read as SQLite busy/IO codes.
+        for code in [
+            "23505", "42P01", "42501", "22021", "22022", "22026", "22030",
+        ] {
+            assert!(!unavailable_sqlstate(code), "{code}");
+        }
+        for code in ["5", "517", "6", "10", "13", "14"] {
+            assert!(unavailable_sqlite_code(code), "{code}");
+        }
+        for code in ["1", "19", "2067"] {
+            assert!(!unavailable_sqlite_code(code), "{code}");
         }
     }
 }

@@ -47,6 +47,9 @@ pub use statement::{Statement, TracedQuery};
 
 use metrics::{DbMetrics, PoolGauges};
 
+/// What the client waits beyond the statement budget, for a silent network.
+const CLIENT_MARGIN: Duration = Duration::from_millis(500);
+
 /// `COMMIT` of a transaction, traced like any statement.
 pub const COMMIT: Statement = Statement {
     operation: "COMMIT",
@@ -116,12 +119,17 @@ impl Database {
                 url: redact_url(&settings.url),
                 writer,
                 reader,
-                client_timeout: settings.timeout + Duration::from_millis(500),
+                client_timeout: settings.timeout + CLIENT_MARGIN,
                 available: AtomicBool::new(true),
                 metrics: DbMetrics::new(),
                 pools: PoolGauges { pools },
             }),
         })
+    }
+
+    /// The statement budget (`DATABASE_TIMEOUT_MS`).
+    pub fn timeout(&self) -> Duration {
+        self.inner.client_timeout - CLIENT_MARGIN
     }
 
     /// What the database is (for spans and logs).
@@ -171,14 +179,25 @@ impl Database {
     }
 
     /// Asks the database whether it answers (within a second); for `/ready`.
-    /// Not traced: probes are not the platform's traffic.
+    /// Not traced: probes are not the platform's traffic. A pool whose every
+    /// connection is busy serving requests counts as up (a probe that waits
+    /// behind the load proves nothing), unless the last statements failed.
     pub async fn ping(&self) -> bool {
         let timeout = Duration::from_secs(1).min(self.inner.client_timeout);
-        let ping = async {
-            let mut connection = self.inner.reader.acquire().await?;
-            connection.ping().await
+        let pool = &self.inner.reader;
+        let mut connection = match tokio::time::timeout(timeout, pool.acquire()).await {
+            Ok(Ok(connection)) => connection,
+            Err(_) if pool.size() > 0 && pool.num_idle() == 0 => return self.is_available(),
+            Ok(Err(err)) => {
+                self.observe_failure(&DbError::from(err));
+                return false;
+            }
+            Err(_) => {
+                self.observe_failure(&DbError::Timeout(timeout));
+                return false;
+            }
         };
-        match tokio::time::timeout(timeout, ping).await {
+        match tokio::time::timeout(timeout, connection.ping()).await {
             Ok(Ok(())) => {
                 self.observe_success();
                 true

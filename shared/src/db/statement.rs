@@ -50,7 +50,7 @@ impl Statement {
 }
 
 /// A [`Statement`] with its arguments bound, ready to run on a pool or a
-/// transaction (`db.query(&INSERT_TASK).bind(id).execute(db.writer())`).
+/// transaction (`db.query(&DELETE).bind(id).execute(db.writer())`).
 pub struct TracedQuery<'d> {
     db: &'d Database,
     statement: &'static Statement,
