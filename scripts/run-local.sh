@@ -6,9 +6,11 @@
 # the others and exits non-zero. Ctrl-C stops them all.
 #
 # State: backend and product keep SQLite files under data/ (DATABASE_URL
-# overrides). Traces go to OTEL_EXPORTER_OTLP_ENDPOINT (default
-# http://localhost:4317), e.g. a Jaeger started with
-# compose/docker-compose.dev.yml.
+# overrides). Traces go to OTEL_EXPORTER_OTLP_ENDPOINT when it is set (a
+# Jaeger, a collector). Otherwise, if nothing listens on localhost:4317, the
+# terminal trace viewer (trace-view) is started there and prints every trace
+# as a tree into .local/traces.txt (tail -f it); a Jaeger already listening
+# there (compose/docker-compose.dev.yml) is used as it is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,6 +59,24 @@ wait_healthy() {
   return 1
 }
 
+# Traces: to the endpoint given, to whatever listens on 4317 already, or to
+# a trace-view started here.
+traces="OTLP to ${OTEL_EXPORTER_OTLP_ENDPOINT:-http://localhost:4317}"
+if [ -z "${OTEL_EXPORTER_OTLP_ENDPOINT:-}" ] && ! (exec 3<>/dev/tcp/127.0.0.1/4317) 2>/dev/null; then
+  : >.local/traces.txt
+  "$bin/trace-view" --color never >.local/traces.txt 2>"$logs/trace-view.log" &
+  pids+=("$!")
+  names+=("trace-view")
+  for _ in $(seq 1 50); do
+    (exec 3<>/dev/tcp/127.0.0.1/4317) 2>/dev/null && break
+    sleep 0.1
+  done
+  # Spans leave every half second instead of every 5 s, so a trace is
+  # printed moments after it ends.
+  export OTEL_BSP_SCHEDULE_DELAY="${OTEL_BSP_SCHEDULE_DELAY:-500}"
+  traces="trace-view prints each trace as a tree: tail -f .local/traces.txt"
+fi
+
 gateway_port=${GATEWAY_PORT:-3000}
 backend_port=${BACKEND_PORT:-8000}
 product_port=${PRODUCT_PORT:-8001}
@@ -68,10 +88,16 @@ start gateway PORT="$gateway_port" \
   BACKEND_URL="http://localhost:$backend_port" \
   PRODUCT_URL="http://localhost:$product_port"
 
-ports=("$backend_port" "$product_port" "$worker_port" "$gateway_port")
 failed=0
 for i in "${!names[@]}"; do
-  wait_healthy "${names[$i]}" "${pids[$i]}" "${ports[$i]}" || failed=1
+  case ${names[$i]} in
+    backend) port=$backend_port ;;
+    product) port=$product_port ;;
+    worker) port=$worker_port ;;
+    gateway) port=$gateway_port ;;
+    *) continue ;;
+  esac
+  wait_healthy "${names[$i]}" "${pids[$i]}" "$port" || failed=1
 done
 if [ "$failed" -ne 0 ]; then
   echo "async-micro did not start (logs in $logs/)" >&2
@@ -84,7 +110,7 @@ async-micro is running (logs in $logs/, state in data/):
   backend  http://localhost:$backend_port
   product  http://localhost:$product_port
   worker   http://localhost:$worker_port   (health, readiness, metrics)
-  traces   OTLP to ${OTEL_EXPORTER_OTLP_ENDPOINT:-http://localhost:4317}
+  traces   $traces
 Try: curl -s -XPOST localhost:$gateway_port/api/tasks -H 'content-type: application/json' -d '{"type":"hash","payload":{"data":"hi","rounds":1000}}'
 Ctrl-C stops everything.
 MSG

@@ -1,0 +1,251 @@
+//! trace-view: receives OTLP on the standard ports and prints each trace
+//! once it is finished, as a tree (or one line per trace with `--summary`).
+//!
+//! ```text
+//! trace-view                                  # 4317 (gRPC) and 4318 (HTTP)
+//! trace-view --errors --attributes --events   # only failed traces, in detail
+//! trace-view --summary --min-duration 50ms
+//! ```
+
+use std::{
+    io::{IsTerminal, Write},
+    process::ExitCode,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use trace_view::{
+    assembler::{Assembler, FinishedTrace, Limits},
+    render::{self, Filter, Style},
+    ReceivedSpan, Receiver, SpanSink,
+};
+
+const USAGE: &str = "\
+usage: trace-view [options]
+
+Receives OTLP traces and prints each one once no new span of it arrived for
+the quiet period: a tree of service, span name, kind, duration, a bar for
+where the span sits in the trace's time, and its status (errors marked).
+
+  --grpc-port N        OTLP/gRPC port (default 4317)
+  --http-port N        OTLP/HTTP port, POST /v1/traces (default 4318)
+  --bind ADDR          address to listen on (default 127.0.0.1)
+  --quiet D            a trace is finished after D without new spans (default 3s)
+  --service NAME       only traces with a span of this service
+  --min-duration D     only traces at least this long (e.g. 50ms)
+  --errors             only traces with an error
+  --trace-id ID        only this trace
+  --summary            one line per trace instead of a tree
+  --attributes         each span's attributes below it
+  --events             each span's events below it
+  --color WHEN         auto (default: when stdout is a terminal), always, never
+  --max-traces N       traces assembled at once; past it the oldest is printed
+                       as incomplete (default 10000)
+  --max-age D          a trace still receiving spans after D is printed as
+                       incomplete (default 60s)
+  --discard            receive and drop everything (a sink for benchmarks)";
+
+struct Options {
+    grpc_port: u16,
+    http_port: u16,
+    bind: String,
+    limits: Limits,
+    filter: Filter,
+    summary: bool,
+    style: Style,
+    discard: bool,
+}
+
+fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
+    let mut args = args.into_iter();
+    let mut options = Options {
+        grpc_port: 4317,
+        http_port: 4318,
+        bind: "127.0.0.1".into(),
+        limits: Limits::default(),
+        filter: Filter::default(),
+        summary: false,
+        style: Style {
+            color: std::io::stdout().is_terminal(),
+            ..Style::default()
+        },
+        discard: false,
+    };
+    let duration = |flag: &str, raw: String| {
+        humantime::parse_duration(&raw).map_err(|e| format!("{flag} {raw}: {e}"))
+    };
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--grpc-port" => options.grpc_port = port(&flag, value()?)?,
+            "--http-port" => options.http_port = port(&flag, value()?)?,
+            "--bind" => options.bind = value()?,
+            "--quiet" => options.limits.quiet = duration(&flag, value()?)?,
+            "--max-age" => options.limits.max_age = duration(&flag, value()?)?,
+            "--max-traces" => {
+                let raw = value()?;
+                options.limits.max_pending_traces = raw
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("--max-traces {raw}: a positive number expected"))?;
+            }
+            "--service" => options.filter.service = Some(value()?),
+            "--min-duration" => options.filter.min_duration = Some(duration(&flag, value()?)?),
+            "--errors" => options.filter.errors_only = true,
+            "--trace-id" => options.filter.trace_id = Some(value()?),
+            "--summary" => options.summary = true,
+            "--attributes" => options.style.attributes = true,
+            "--events" => options.style.events = true,
+            "--color" => {
+                options.style.color = match value()?.as_str() {
+                    "always" => true,
+                    "never" => false,
+                    "auto" => std::io::stdout().is_terminal(),
+                    other => return Err(format!("--color {other}: auto, always or never")),
+                }
+            }
+            "--discard" => options.discard = true,
+            "-h" | "--help" => return Err("help".into()),
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    Ok(options)
+}
+
+fn port(flag: &str, raw: String) -> Result<u16, String> {
+    raw.parse()
+        .map_err(|_| format!("{flag} {raw}: a port number expected"))
+}
+
+/// Where finished traces are printed.
+struct View {
+    options: Options,
+    assembler: Mutex<Assembler>,
+    received: std::sync::atomic::AtomicU64,
+}
+
+impl View {
+    fn print(&self, traces: Vec<FinishedTrace>) {
+        if traces.is_empty() {
+            return;
+        }
+        let mut stdout = std::io::stdout().lock();
+        for trace in traces.iter().filter(|t| self.options.filter.matches(t)) {
+            let text = if self.options.summary {
+                format!("{}\n", render::summary_line(trace, self.options.style))
+            } else {
+                format!("{}\n", render::tree(trace, self.options.style))
+            };
+            // A closed pipe ends the output, not the receiver.
+            let _ = stdout.write_all(text.as_bytes());
+        }
+        let _ = stdout.flush();
+    }
+
+    fn tick(&self) {
+        let due = match self.assembler.lock() {
+            Ok(mut assembler) => assembler.due(Instant::now()),
+            Err(_) => return,
+        };
+        self.print(due);
+    }
+}
+
+impl SpanSink for View {
+    fn accept(&self, spans: Vec<ReceivedSpan>) {
+        self.received
+            .fetch_add(spans.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        if self.options.discard {
+            return;
+        }
+        let evicted = match self.assembler.lock() {
+            Ok(mut assembler) => assembler.add(spans, Instant::now()),
+            Err(_) => return,
+        };
+        self.print(evicted);
+    }
+}
+
+fn main() -> ExitCode {
+    let options = match parse(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(err) => {
+            eprintln!("{err}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("trace-view: cannot start: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(options))
+}
+
+async fn serve(options: Options) -> ExitCode {
+    let grpc = format!("{}:{}", options.bind, options.grpc_port);
+    let http = format!("{}:{}", options.bind, options.http_port);
+    let limits = options.limits;
+    let view = Arc::new(View {
+        options,
+        assembler: Mutex::new(Assembler::new(limits)),
+        received: Default::default(),
+    });
+    let receiver = match Receiver::start(&grpc, &http, view.clone()).await {
+        Ok(receiver) => receiver,
+        Err(err) => {
+            eprintln!("trace-view: cannot listen on {grpc} and {http}: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    eprintln!(
+        "trace-view: OTLP on {} (gRPC) and http://{}/v1/traces; a trace is printed {} after its last span",
+        receiver.grpc_addr(),
+        receiver.http_addr(),
+        humantime::format_duration(limits.quiet)
+    );
+    let ticker_view = view.clone();
+    let ticker = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            interval.tick().await;
+            ticker_view.tick();
+        }
+    });
+    shutdown_signal().await;
+    ticker.abort();
+    drop(receiver);
+    // What is still pending is printed as it stands.
+    let pending = match view.assembler.lock() {
+        Ok(mut assembler) => assembler.drain(),
+        Err(_) => Vec::new(),
+    };
+    view.print(pending);
+    eprintln!(
+        "trace-view: stopped after {} spans",
+        view.received.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
