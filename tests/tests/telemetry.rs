@@ -210,6 +210,8 @@ async fn json_logs_carry_the_trace_and_span_id_of_their_span() {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.grpc_endpoint()),
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
             ("LOG_FORMAT", "json"),
+            // The line per request is at DEBUG.
+            ("RUST_LOG", "info,shared::http=debug"),
         ]),
     )
     .await;
@@ -289,10 +291,11 @@ async fn rust_log_quiets_the_logs_but_never_drops_spans_and_text_logs_carry_trac
     )
     .await;
     let chatty = start_product(
-        "rust-log-info",
+        "rust-log-debug",
         env(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &grpc),
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("RUST_LOG", "info,shared::http=debug"),
         ]),
     )
     .await;
@@ -340,7 +343,7 @@ async fn rust_log_quiets_the_logs_but_never_drops_spans_and_text_logs_carry_trac
         "{line}"
     );
     assert!(
-        line.contains(" INFO ") && line.contains("status=200"),
+        line.contains(" DEBUG ") && line.contains("status=200"),
         "{line}"
     );
     stop_and_flush(quiet).await;

@@ -53,14 +53,22 @@ pub struct Upstreams {
     pub timeout: Duration,
 }
 
-/// Registers the proxied routes.
+/// Registers the proxied routes. Each upstream's routes sit in a scope: a
+/// request is matched against its upstream's patterns only (the catch-all's
+/// regex was evaluated for every request to the other upstream).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/tasks", web::route().to(to_backend))
-        .route("/api/tasks/{id}", web::route().to(to_backend))
-        .route("/api/tasks/{tail:.*}", web::route().to(to_backend))
-        .route("/api/products", web::route().to(to_product))
-        .route("/api/products/{id}", web::route().to(to_product))
-        .route("/api/products/{tail:.*}", web::route().to(to_product));
+    cfg.service(
+        web::scope("/api/tasks")
+            .route("", web::route().to(to_backend))
+            .route("/{id}", web::route().to(to_backend))
+            .route("/{tail:.*}", web::route().to(to_backend)),
+    )
+    .service(
+        web::scope("/api/products")
+            .route("", web::route().to(to_product))
+            .route("/{id}", web::route().to(to_product))
+            .route("/{tail:.*}", web::route().to(to_product)),
+    );
 }
 
 async fn to_backend(

@@ -76,18 +76,14 @@ impl RootSpanBuilder for ServerSpan {
             Err(error) => error.as_response_error().status_code(),
         };
         span.record("http.response.status_code", status.as_u16() as i64);
-        // One line per request, in the request's trace. Probes stay quiet.
-        let (method, path) = match outcome {
-            Ok(response) => (
-                response.request().method().to_string(),
-                response.request().path().to_string(),
-            ),
-            Err(_) => (String::new(), String::new()),
-        };
-        if super::is_operational(&path) {
-            tracing::debug!(parent: &span, status = status.as_u16(), %method, %path, "request completed");
-        } else {
-            tracing::info!(parent: &span, status = status.as_u16(), %method, %path, "request completed");
+        // One line per request at DEBUG: at INFO it cost a quarter of the
+        // product service's throughput (BENCHMARKS.md), and the SERVER span
+        // says the same. (At INFO it would also become a span event.)
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            if let Ok(response) = outcome {
+                let request = response.request();
+                tracing::debug!(parent: &span, status = status.as_u16(), method = %request.method(), path = %request.path(), "request completed");
+            }
         }
         // For SERVER spans only 5xx is an error: a 4xx is the client's.
         if status.is_server_error() {

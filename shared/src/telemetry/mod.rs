@@ -157,6 +157,13 @@ pub fn init(default_service_name: &str, version: &str) -> Result<TelemetryGuard,
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)
                 .with_error_records_to_exceptions(true)
+                // Off: per-span source location, thread and busy/idle time
+                // attributes. Every span would carry five more attributes
+                // (and two clock reads per poll) that the traces here do not
+                // need; BENCHMARKS.md has what they cost.
+                .with_location(false)
+                .with_threads(false)
+                .with_tracked_inactivity(false)
                 .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
         )
         .with(log_format::layer(log_format).with_filter(log_filter));

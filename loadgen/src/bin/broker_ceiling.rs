@@ -1,0 +1,213 @@
+//! broker-ceiling: what RabbitMQ itself sustains on this machine with the
+//! platform's guarantees (durable queue, persistent messages, publisher
+//! confirms, manual acks), measured with a bare lapin publisher and consumer
+//! and nothing else: the ceiling the worker and `POST /api/tasks` are
+//! measured against (BENCHMARKS.md).
+//!
+//! ```text
+//! broker-ceiling --amqp amqp://guest:guest@127.0.0.1:5672/%2f --messages 50000
+//! ```
+//!
+//! Prints one JSON object: messages per second publishing alone (256
+//! confirms in flight), consuming alone (prefetch 200, one ack each), both at
+//! once, and publishing one message at a time (waiting for each confirm).
+
+use std::{
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+use futures_util::StreamExt;
+use lapin::{
+    options::{
+        BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+        ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+    },
+    types::FieldTable,
+    BasicProperties, Channel, Connection, ConnectionProperties,
+};
+
+/// Confirms awaited at once when publishing in a pipeline.
+const IN_FLIGHT: usize = 256;
+/// Unacknowledged deliveries per consumer.
+const PREFETCH: u16 = 200;
+
+type Error = Box<dyn std::error::Error>;
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let mut url = "amqp://guest:guest@127.0.0.1:5672/%2f".to_string();
+    let mut messages = 50_000usize;
+    while let Some(flag) = args.next() {
+        match (flag.as_str(), args.next()) {
+            ("--amqp", Some(value)) => url = value,
+            ("--messages", Some(value)) => match value.parse() {
+                Ok(n) if n > 0 => messages = n,
+                _ => return usage(&format!("--messages {value}")),
+            },
+            _ => return usage(&flag),
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("broker-ceiling: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(measure(&url, messages)) {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("broker-ceiling: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage(what: &str) -> ExitCode {
+    eprintln!(
+        "broker-ceiling: bad argument {what}\nusage: broker-ceiling [--amqp URL] [--messages N]"
+    );
+    ExitCode::from(2)
+}
+
+async fn measure(url: &str, messages: usize) -> Result<serde_json::Value, Error> {
+    let connection = Connection::connect(url, ConnectionProperties::default()).await?;
+    let queue = format!("broker-ceiling-{}", std::process::id());
+    let publisher = confirming_channel(&connection, &queue).await?;
+    let body = br#"{"id":"00000000-0000-0000-0000-000000000000","type":"echo","payload":{"n":1}}"#;
+
+    let publish_alone = rate(
+        messages,
+        publish(&publisher, &queue, body, messages, IN_FLIGHT),
+    )
+    .await?;
+    let consume_alone = rate(messages, consume(&connection, &queue, messages)).await?;
+    let together = {
+        let started = Instant::now();
+        let (published, consumed) = tokio::join!(
+            publish(&publisher, &queue, body, messages, IN_FLIGHT),
+            consume(&connection, &queue, messages)
+        );
+        published?;
+        consumed?;
+        messages as f64 / started.elapsed().as_secs_f64()
+    };
+    let one_at_a_time = {
+        let n = (messages / 10).max(1);
+        let rate = rate(n, publish(&publisher, &queue, body, n, 1)).await?;
+        // Leave the queue empty.
+        consume(&connection, &queue, n).await?;
+        rate
+    };
+    publisher
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await?;
+    let _ = connection.close(200, "done".into()).await;
+    Ok(serde_json::json!({
+        "messages": messages,
+        "publish_alone_per_s": publish_alone.round(),
+        "consume_alone_per_s": consume_alone.round(),
+        "publish_and_consume_per_s": together.round(),
+        "publish_one_at_a_time_per_s": one_at_a_time.round(),
+        "confirms_in_flight": IN_FLIGHT,
+        "prefetch": PREFETCH,
+    }))
+}
+
+async fn rate(
+    messages: usize,
+    work: impl std::future::Future<Output = Result<(), Error>>,
+) -> Result<f64, Error> {
+    let started = Instant::now();
+    work.await?;
+    Ok(messages as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn confirming_channel(connection: &Connection, queue: &str) -> Result<Channel, Error> {
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(channel)
+}
+
+/// Publishes `count` persistent messages, keeping `in_flight` confirms
+/// outstanding; fails on a nack.
+async fn publish(
+    channel: &Channel,
+    queue: &str,
+    body: &[u8],
+    count: usize,
+    in_flight: usize,
+) -> Result<(), Error> {
+    let mut pending = futures_util::stream::FuturesOrdered::new();
+    for _ in 0..count {
+        let confirm = channel
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                body,
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await?;
+        pending.push_back(confirm);
+        if pending.len() >= in_flight {
+            if let Some(confirmed) = pending.next().await {
+                if !confirmed?.is_ack() {
+                    return Err("the broker nacked a message".into());
+                }
+            }
+        }
+    }
+    while let Some(confirmed) = pending.next().await {
+        if !confirmed?.is_ack() {
+            return Err("the broker nacked a message".into());
+        }
+    }
+    Ok(())
+}
+
+/// Consumes and acknowledges (one ack each) `count` messages.
+async fn consume(connection: &Connection, queue: &str, count: usize) -> Result<(), Error> {
+    let channel = connection.create_channel().await?;
+    channel
+        .basic_qos(PREFETCH, BasicQosOptions { global: false })
+        .await?;
+    let mut consumer = channel
+        .basic_consume(
+            queue.into(),
+            "broker-ceiling".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let mut received = 0;
+    while received < count {
+        let delivery = tokio::time::timeout(Duration::from_secs(30), consumer.next())
+            .await
+            .map_err(|_| "no delivery for 30 s")?
+            .ok_or("the consumer ended")??;
+        delivery.ack(BasicAckOptions::default()).await?;
+        received += 1;
+    }
+    channel.close(200, "done".into()).await?;
+    Ok(())
+}
