@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 scripts/ensure-rabbitmq.sh
 scripts/ensure-postgres.sh
 scripts/ensure-prometheus.sh
+scripts/ensure-python-deps.sh
 # Build once: the service binaries the e2e tests run, and every test binary.
 cargo build --workspace --bins --tests
 

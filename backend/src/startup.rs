@@ -1,17 +1,14 @@
 //! Wires the database, the actors and the HTTP server together and runs until
 //! SIGTERM.
 
-use std::time::Duration;
-
 use actix::Actor;
 use actix_web::{web, HttpServer};
 use shared::{
-    amqp::{Broker, QueuePublisher, QueueSpec},
+    amqp::{Broker, QueuePublisher, QueueSpec, TaskQueues},
     db::Database,
     http::{ready, Dependencies, Observability, READY_PATH},
-    metrics::TaskMetrics,
+    metrics::PublishedTasks,
     service::ServiceError,
-    task::TaskQueues,
 };
 
 use crate::{
@@ -28,7 +25,7 @@ pub struct AppState {
     /// Confirming publisher to the task queue.
     pub task_publisher: actix::Addr<QueuePublisher>,
     /// Task counters.
-    pub metrics: TaskMetrics,
+    pub metrics: PublishedTasks,
 }
 
 /// Connects to the database (exit 2 if it cannot), starts the actors and
@@ -53,9 +50,7 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
     let (observability, task_metrics) = Observability::new(|registry| {
         broker.register_metrics(registry);
         database.register_metrics(registry);
-        let metrics = TaskMetrics::register(registry);
-        metrics.start_published_at_zero();
-        metrics
+        PublishedTasks::register(registry)
     });
     let state = AppState {
         store,
@@ -84,8 +79,8 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
         retention = ?config.retention,
         "backend listening"
     );
+    // Every request's span has ended when the server has stopped: the flush
+    // that follows (shared::service::run) sends them all.
     shared::service::serve_until_signal(server.run()).await?;
-    // Give the span of the last request a moment to end before the flush.
-    actix::clock::sleep(Duration::from_millis(50)).await;
     Ok(())
 }

@@ -69,8 +69,8 @@ pub struct EndToEnd {
     pub succeeded: usize,
     /// Tasks that `failed` or were not done within a minute.
     pub unfinished: u64,
-    /// From the POST (its slot, in fixed-rate mode) to seeing `succeeded`;
-    /// measured by polling, so it includes up to one poll interval.
+    /// From the POST to seeing `succeeded`; measured by polling, so it
+    /// includes up to one poll interval.
     pub latency: Latency,
 }
 

@@ -1,6 +1,9 @@
 //! Environment parsing with errors that name the variable and the bad value.
 
-use std::{fmt::Display, str::FromStr};
+use std::{
+    fmt::{self, Display},
+    str::FromStr,
+};
 
 /// What every service configuration knows: the port it serves HTTP on (the
 /// container healthcheck probes it).
@@ -33,6 +36,38 @@ pub enum ConfigError {
         /// What went wrong.
         reason: String,
     },
+}
+
+/// A connection URL that may hold a password (`AMQP_URL`, `DATABASE_URL`).
+/// `Debug` and `Display` show it with the password masked, so a config
+/// struct can be logged whole; [`expose`](Self::expose) is for the one call
+/// that connects. The secret is wiped from memory when dropped.
+#[derive(Clone)]
+pub struct SecretUrl(secrecy::SecretString);
+
+impl SecretUrl {
+    /// Wraps `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(secrecy::SecretString::from(url.into()))
+    }
+
+    /// The URL itself, password included.
+    pub fn expose(&self) -> &str {
+        use secrecy::ExposeSecret;
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretUrl({:?})", redact_url(self.expose()))
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(self.expose()))
+    }
 }
 
 /// A URL without its password (`scheme://user:***@host/...`), for logs and
@@ -187,5 +222,8 @@ mod tests {
             "postgres://app:***@db:5432/backend"
         );
         assert_eq!(redact_url("amqp://rabbit:5672"), "amqp://rabbit:5672");
+        let secret = SecretUrl::new("postgres://app:hunter2@db/backend");
+        assert_eq!(secret.expose(), "postgres://app:hunter2@db/backend");
+        assert!(!format!("{secret:?} {secret}").contains("hunter2"));
     }
 }

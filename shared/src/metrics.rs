@@ -1,23 +1,13 @@
-//! Prometheus metrics, served as OpenMetrics text on `/metrics` so latency
-//! histograms can carry trace-id exemplars (a click from a slow bucket in
-//! Grafana lands on a trace that was that slow).
-//!
-//! Names follow the OpenTelemetry semantic conventions translated to
-//! Prometheus: `http.server.request.duration` (seconds) becomes
-//! `http_server_request_duration_seconds` with labels `http_request_method`,
-//! `http_route`, `http_response_status_code`.
+//! Prometheus metrics with trace-id exemplars (a click from a slow bucket in
+//! Grafana lands on a trace that was that slow): the exemplar and histogram
+//! types every metric uses, and the task metrics, split by the service that
+//! exports them ([`PublishedTasks`] for the backend, [`WorkerMetrics`] for
+//! the worker). The HTTP metrics and `/metrics` live with the HTTP edge
+//! (`crate::http::metrics`), the database's with it (`crate::db`).
 
-use std::{sync::Arc, time::Instant};
-
-use actix_web::{
-    body::MessageBody,
-    dev::{ServiceRequest, ServiceResponse},
-    middleware::Next,
-    web, Error, HttpResponse,
-};
 use opentelemetry::trace::TraceContextExt;
 use prometheus_client::{
-    encoding::{text::encode, EncodeLabelSet},
+    encoding::EncodeLabelSet,
     metrics::{counter::Counter, exemplar::HistogramWithExemplars, family::Family, gauge::Gauge},
     registry::{Registry, Unit},
 };
@@ -58,79 +48,9 @@ const LATENCY_BUCKETS: [f64; 16] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 15.0, 30.0,
 ];
 
-fn latency_histogram() -> HistogramWithExemplars<TraceExemplar> {
+/// A histogram with the latency buckets.
+pub fn latency_histogram() -> HistogramWithExemplars<TraceExemplar> {
     HistogramWithExemplars::new(LATENCY_BUCKETS.into_iter())
-}
-
-/// Labels of the HTTP server duration histogram.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct HttpLabels {
-    /// `GET`, `POST`, ...
-    pub http_request_method: String,
-    /// The route template (`/api/tasks/{id}`), never the raw path.
-    pub http_route: String,
-    /// Status code.
-    pub http_response_status_code: u16,
-}
-
-/// `http_server_request_duration_seconds`.
-#[derive(Clone)]
-pub struct HttpMetrics {
-    duration: LatencyHistogram<HttpLabels>,
-}
-
-impl HttpMetrics {
-    /// Registers the HTTP metrics.
-    pub fn register(registry: &mut Registry) -> Self {
-        let duration: LatencyHistogram<HttpLabels> =
-            Family::new_with_constructor(latency_histogram);
-        registry.register_with_unit(
-            "http_server_request_duration",
-            "Duration of HTTP server requests",
-            Unit::Seconds,
-            duration.clone(),
-        );
-        Self { duration }
-    }
-}
-
-/// Middleware (`middleware::from_fn(record_http_metrics)`) observing every
-/// request's duration, with the request's trace as exemplar (but for the
-/// operational endpoints, see [`crate::http::is_operational`]). It must run
-/// inside `TracingLogger` and find `web::Data<HttpMetrics>`;
-/// [`crate::http::Observability::app`] sets both up.
-pub async fn record_http_metrics(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    // Probes and scrapes are not the platform's traffic.
-    let metrics = req
-        .app_data::<web::Data<HttpMetrics>>()
-        .filter(|_| !crate::http::is_operational(req.path()))
-        .cloned();
-    let method = req.method().to_string();
-    // Unmatched paths share one label value: raw paths would explode cardinality.
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_string());
-    let exemplar = current_trace_exemplar();
-    let started = Instant::now();
-    let response = next.call(req).await;
-    if let Some(metrics) = metrics {
-        let status = match &response {
-            Ok(response) => response.status(),
-            Err(error) => error.as_response_error().status_code(),
-        };
-        metrics
-            .duration
-            .get_or_create(&HttpLabels {
-                http_request_method: method,
-                http_route: route,
-                http_response_status_code: status.as_u16(),
-            })
-            .observe(started.elapsed().as_secs_f64(), exemplar, None);
-    }
-    response
 }
 
 /// Label: the task type.
@@ -201,11 +121,46 @@ impl From<DeadLetterKind> for ReasonLabel {
     }
 }
 
-/// Task counters and histograms (backend: published; worker: the rest).
+/// Adds one to `family` for `task_type`.
+pub fn count(family: &Family<TaskTypeLabel, Counter>, task_type: TaskType) {
+    family.get_or_create(&TaskTypeLabel::from(task_type)).inc();
+}
+
+/// The backend's task counter.
 #[derive(Clone)]
-pub struct TaskMetrics {
+pub struct PublishedTasks {
     /// `tasks_published_total{task_type}`: confirmed by the broker.
     pub published: Family<TaskTypeLabel, Counter>,
+}
+
+impl PublishedTasks {
+    /// Registers `tasks_published_total`, every task type's series at zero:
+    /// Prometheus sees no increase in a series whose first sample is already
+    /// 1, so without it the first task of a type never shows in `rate()`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            published: Family::default(),
+        };
+        registry.register(
+            "tasks_published",
+            "Tasks confirmed by the broker",
+            metrics.published.clone(),
+        );
+        for &task_type in TaskType::ALL {
+            // Creating the series is the point; the guard is not needed.
+            drop(
+                metrics
+                    .published
+                    .get_or_create(&TaskTypeLabel::from(task_type)),
+            );
+        }
+        metrics
+    }
+}
+
+/// The worker's task counters, histograms and gauges.
+#[derive(Clone)]
+pub struct WorkerMetrics {
     /// `tasks_processed_total{task_type}`: attempts executed, any outcome.
     pub processed: Family<TaskTypeLabel, Counter>,
     /// `tasks_failed_total{task_type}`: attempts that failed.
@@ -222,11 +177,11 @@ pub struct TaskMetrics {
     pub consumers: Gauge,
 }
 
-impl TaskMetrics {
-    /// Registers the task metrics.
+impl WorkerMetrics {
+    /// Registers the worker's metrics, every task type's, outcome's and
+    /// dead-letter reason's series at zero (see [`PublishedTasks::register`]).
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
-            published: Family::default(),
             processed: Family::default(),
             failed: Family::default(),
             retried: Family::default(),
@@ -235,11 +190,6 @@ impl TaskMetrics {
             consumers_busy: Gauge::default(),
             consumers: Gauge::default(),
         };
-        registry.register(
-            "tasks_published",
-            "Tasks confirmed by the broker",
-            metrics.published.clone(),
-        );
         registry.register(
             "tasks_processed",
             "Task attempts executed, any outcome",
@@ -276,59 +226,26 @@ impl TaskMetrics {
             "Consumer actors configured",
             metrics.consumers.clone(),
         );
-        metrics
-    }
-
-    /// Creates the backend's series at zero for every task type. Prometheus
-    /// sees no increase in a series whose first sample is already 1, so
-    /// without this the first task of a type never shows in `rate()`.
-    pub fn start_published_at_zero(&self) {
-        for task_type in TaskType::ALL {
-            // Creating the series is the point; the guard is not needed.
-            drop(
-                self.published
-                    .get_or_create(&TaskTypeLabel::from(task_type)),
-            );
-        }
-    }
-
-    /// Creates the worker's series at zero for every task type, outcome and
-    /// dead-letter kind (see [`start_published_at_zero`](Self::start_published_at_zero)).
-    pub fn start_processing_at_zero(&self) {
-        for task_type in TaskType::ALL {
+        for &task_type in TaskType::ALL {
             let label = TaskTypeLabel::from(task_type);
-            for family in [&self.processed, &self.failed, &self.retried] {
+            for family in [&metrics.processed, &metrics.failed, &metrics.retried] {
                 drop(family.get_or_create(&label));
             }
             for outcome in [TaskOutcome::Succeeded, TaskOutcome::Failed] {
                 drop(
-                    self.duration
+                    metrics
+                        .duration
                         .get_or_create(&TaskOutcomeLabels::new(task_type, outcome)),
                 );
             }
         }
         for kind in DeadLetterKind::ALL {
-            drop(self.dead_lettered.get_or_create(&ReasonLabel::from(kind)));
+            drop(
+                metrics
+                    .dead_lettered
+                    .get_or_create(&ReasonLabel::from(kind)),
+            );
         }
-    }
-
-    /// Adds one to `family` for `task_type`.
-    pub fn count(family: &Family<TaskTypeLabel, Counter>, task_type: TaskType) {
-        family.get_or_create(&TaskTypeLabel::from(task_type)).inc();
-    }
-}
-
-/// The finished registry, served by [`metrics_endpoint`].
-#[derive(Clone)]
-pub struct MetricsRegistry(pub Arc<Registry>);
-
-/// `GET /metrics`: OpenMetrics text (needed for exemplars).
-pub async fn metrics_endpoint(registry: web::Data<MetricsRegistry>) -> HttpResponse {
-    let mut body = String::new();
-    match encode(&mut body, &registry.0) {
-        Ok(()) => HttpResponse::Ok()
-            .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-            .body(body),
-        Err(err) => HttpResponse::InternalServerError().body(err.to_string()),
+        metrics
     }
 }

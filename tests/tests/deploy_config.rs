@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use e2e_tests::repo::{find_resource, k8s_base_resources, read_repo_file, scalar as s, yaml_docs};
 use serde_yaml_ng::Value;
 use shared::{
+    amqp::{DEFAULT_RESULT_QUEUE, DEFAULT_TASK_QUEUE},
     http::{HEALTH_PATH, READY_PATH},
-    task::{DEFAULT_RESULT_QUEUE, DEFAULT_TASK_QUEUE},
 };
 
 struct Service {
@@ -221,7 +221,7 @@ fn the_dev_compose_file_serves_the_services_running_on_the_host() {
             .collect()
     };
     // The services' defaults: AMQP on localhost:5672, OTLP on localhost:4317.
-    assert!(shared::task::DEFAULT_AMQP_URL.contains("localhost:5672"));
+    assert!(shared::amqp::DEFAULT_AMQP_URL.contains("localhost:5672"));
     assert!(published("rabbitmq").contains(&"5672:5672".to_string()));
     assert!(published("jaeger").contains(&"4317:4317".to_string()));
     assert!(published("grafana").contains(&"3001:3000".to_string()));

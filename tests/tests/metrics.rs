@@ -67,7 +67,7 @@ async fn metrics_after_real_traffic_have_the_values_that_traffic_implies() {
     // increase in a series whose first sample is already 1.
     let backend = scrape(&platform, &platform.backend).await;
     let worker = scrape(&platform, &platform.worker).await;
-    for task_type in TaskType::ALL.map(TaskType::as_str) {
+    for task_type in TaskType::ALL.iter().map(|t| t.as_str()) {
         let series = |name: &str| format!("{name}{{task_type=\"{task_type}\"}} 0\n");
         assert!(
             backend.contains(&series("tasks_published_total")),

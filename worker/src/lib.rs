@@ -5,6 +5,5 @@
 
 pub mod actors;
 pub mod config;
-pub mod execute;
 pub mod readiness;
 pub mod startup;

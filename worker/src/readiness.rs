@@ -9,7 +9,10 @@ use std::sync::{
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
-use shared::{amqp::Broker, http::ApiError};
+use shared::{
+    amqp::Broker,
+    http::{ApiError, ErrorCode},
+};
 
 /// What readiness looks at.
 #[derive(Clone)]
@@ -26,14 +29,13 @@ pub struct Readiness {
 pub async fn ready(readiness: web::Data<Readiness>) -> Result<HttpResponse, ApiError> {
     let subscribed = readiness.subscribed.load(Ordering::Acquire);
     if !readiness.broker.is_connected() {
-        return Err(ApiError::unavailable(
-            "broker_unavailable",
+        return Err(ApiError::broker_unavailable(
             "not connected to the message broker",
         ));
     }
     if subscribed < readiness.expected {
-        return Err(ApiError::unavailable(
-            "consumers_not_subscribed",
+        return Err(ApiError::new(
+            ErrorCode::ConsumersNotSubscribed,
             format!(
                 "{subscribed} of {} consumers subscribed",
                 readiness.expected

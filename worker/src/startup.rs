@@ -10,10 +10,9 @@ use actix::{Actor, Addr};
 use actix_web::{web, HttpServer};
 use futures_util::future::join_all;
 use shared::{
-    amqp::{Broker, QueuePublisher, QueueSpec},
+    amqp::{Broker, QueuePublisher, QueueSpec, TaskQueues},
     http::{Observability, READY_PATH},
-    metrics::TaskMetrics,
-    task::TaskQueues,
+    metrics::WorkerMetrics,
 };
 
 use crate::{
@@ -30,9 +29,7 @@ pub async fn run(config: Config) -> Result<(), shared::service::ServiceError> {
     let broker = Broker::new(config.broker.amqp_url.clone(), "worker");
     let (observability, task_metrics) = Observability::new(|registry| {
         broker.register_metrics(registry);
-        let metrics = TaskMetrics::register(registry);
-        metrics.start_processing_at_zero();
-        metrics
+        WorkerMetrics::register(registry)
     });
     let metrics = task_metrics;
     metrics.consumers.set(config.concurrency as i64);
@@ -58,10 +55,7 @@ pub async fn run(config: Config) -> Result<(), shared::service::ServiceError> {
         metrics,
         draining: Arc::new(AtomicBool::new(false)),
         subscribed: Arc::new(AtomicUsize::new(0)),
-        retry: RetryPolicy {
-            max_attempts: config.max_attempts,
-            base_delay: config.retry_delay,
-        },
+        retry: RetryPolicy::new(config.max_attempts, config.retry_delay),
         processing_delay: config.processing_delay,
     };
     let consumers: Vec<Addr<TaskConsumer>> = (0..config.concurrency)

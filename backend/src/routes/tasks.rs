@@ -6,9 +6,9 @@ use opentelemetry::trace::{Status, TraceContextExt};
 use serde_json::json;
 use shared::{
     amqp::{Publish, PublishError},
-    http::{only, read_json, ApiError},
-    metrics::TaskMetrics,
-    task::{TaskMessage, TaskRequest, ATTEMPT_HEADER},
+    http::{only, read_json, ApiError, ErrorCode},
+    metrics,
+    task::{InvalidTask, TaskMessage, TaskRequest, ATTEMPT_HEADER},
     TracedSend,
 };
 use tracing::Instrument;
@@ -54,14 +54,27 @@ pub enum TaskError {
 impl From<TaskError> for ApiError {
     fn from(err: TaskError) -> Self {
         match err {
-            TaskError::NotQueued(_) => ApiError::unavailable("broker_unavailable", err.to_string()),
+            TaskError::NotQueued(_) => ApiError::broker_unavailable(err.to_string()),
             TaskError::Storage(StoreError::Unavailable(_) | StoreError::Stopped) => {
-                ApiError::unavailable("storage_unavailable", err.to_string())
+                ApiError::storage_unavailable(err.to_string())
             }
             TaskError::Storage(StoreError::Failed(_)) => ApiError::internal(err.to_string()),
             TaskError::Encode(_) | TaskError::Mailbox(_) => ApiError::internal(err.to_string()),
         }
     }
+}
+
+/// A request the task schema refuses: 400 when it is malformed, 422 when it
+/// is well-formed but names no task type, or a payload that does not fit.
+fn refused(err: InvalidTask) -> ApiError {
+    let code = match &err {
+        InvalidTask::NotAnObject => ErrorCode::InvalidBody,
+        InvalidTask::MissingType => ErrorCode::MissingType,
+        InvalidTask::TypeNotAString => ErrorCode::InvalidType,
+        InvalidTask::UnknownType(_) => ErrorCode::UnknownTaskType,
+        InvalidTask::InvalidPayload(_) => ErrorCode::InvalidPayload,
+    };
+    ApiError::new(code, err.to_string())
 }
 
 async fn create_task(
@@ -70,7 +83,7 @@ async fn create_task(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, body).await?;
-    let request = TaskRequest::from_json(&body)?;
+    let request = TaskRequest::from_json(&body).map_err(refused)?;
     let id = Uuid::new_v4();
     let span = tracing::info_span!("create-task", task.id = %id, task.type = %request.kind);
     let trace_id = span.context().span().span_context().trace_id().to_string();
@@ -121,7 +134,7 @@ async fn enqueue(state: &AppState, id: Uuid, request: TaskRequest) -> Result<(),
         }
         return Err(err.into());
     }
-    TaskMetrics::count(&state.metrics.published, message.kind);
+    metrics::count(&state.metrics.published, message.kind);
     tracing::info!(task.id = %id, task.type = %message.kind, "task queued");
     Ok(())
 }
@@ -147,7 +160,7 @@ async fn get_task(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let unknown = || ApiError::not_found("task_not_found", format!("no task with id {path}"));
+    let unknown = || ApiError::new(ErrorCode::TaskNotFound, format!("no task with id {path}"));
     let id = Uuid::parse_str(&path).map_err(|_| unknown())?;
     let record = state
         .store

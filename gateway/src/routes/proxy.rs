@@ -7,13 +7,10 @@
 
 use std::time::Duration;
 
-use actix_web::{
-    http::{header, StatusCode},
-    web, HttpRequest, HttpResponse,
-};
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use awc::error::SendRequestError;
 use opentelemetry::trace::Status;
-use shared::http::{propagation::inject_context, read_body, ApiError};
+use shared::http::{propagation::inject_context, read_body, ApiError, ErrorCode};
 use tracing::{field::Empty, Instrument};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -113,16 +110,12 @@ pub enum ProxyError {
 impl From<ProxyError> for ApiError {
     fn from(err: ProxyError) -> Self {
         match err {
-            ProxyError::Timeout { .. } => ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
-                err.to_string(),
-            ),
-            ProxyError::Unavailable { .. } => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "upstream_unavailable",
-                err.to_string(),
-            ),
+            ProxyError::Timeout { .. } => {
+                ApiError::new(ErrorCode::UpstreamTimeout, err.to_string())
+            }
+            ProxyError::Unavailable { .. } => {
+                ApiError::new(ErrorCode::UpstreamUnavailable, err.to_string())
+            }
         }
     }
 }
@@ -170,15 +163,16 @@ async fn forward(
     }
 
     let mut outgoing = client.request(method, &url).timeout(timeout);
+    let connection_named = connection_tokens(req.headers());
     for (name, value) in req.headers() {
-        if !is_hop_by_hop(name) {
+        if !is_hop_by_hop(name) && !connection_named.contains(name) && !is_forwarding(name) {
             outgoing = outgoing.append_header((name.clone(), value.clone()));
         }
     }
     // The upstream's parent is our CLIENT span, not the caller's span.
     inject_context(&span.context(), outgoing.headers_mut());
-    if let Some(peer) = req.peer_addr() {
-        outgoing = outgoing.insert_header(("x-forwarded-for", peer.ip().to_string()));
+    for (name, value) in forwarding_headers(&req) {
+        outgoing = outgoing.insert_header((name, value));
     }
 
     let result = relay(upstream, timeout, outgoing, body)
@@ -238,9 +232,11 @@ async fn relay(
             other => unavailable(format!("reading the response: {other}")),
         })?;
     let mut relayed = HttpResponse::build(response.status());
+    let connection_named = connection_tokens(response.headers());
     for (name, value) in response.headers() {
         // Our own traceresponse (set by middleware) names the gateway's span.
         if !is_hop_by_hop(name)
+            && !connection_named.contains(name)
             && name != header::CONTENT_LENGTH
             && name.as_str() != "traceresponse"
         {
@@ -248,6 +244,50 @@ async fn relay(
         }
     }
     Ok(relayed.body(payload))
+}
+
+/// Headers the `Connection` header names: hop-by-hop too (RFC 9110, 7.6.1).
+fn connection_tokens(headers: &header::HeaderMap) -> Vec<header::HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|token| header::HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect()
+}
+
+/// The headers the gateway sets itself (below), never copied from the caller.
+fn is_forwarding(name: &header::HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host"
+    )
+}
+
+/// `X-Forwarded-For` (the caller's chain with its peer appended),
+/// `X-Forwarded-Proto` and `X-Forwarded-Host` as the gateway received them.
+fn forwarding_headers(req: &HttpRequest) -> Vec<(&'static str, String)> {
+    let mut headers = Vec::with_capacity(3);
+    let earlier: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let peer = req.peer_addr().map(|peer| peer.ip().to_string());
+    let chain: Vec<&str> = earlier.iter().copied().chain(peer.as_deref()).collect();
+    if !chain.is_empty() {
+        headers.push(("x-forwarded-for", chain.join(", ")));
+    }
+    let info = req.connection_info();
+    headers.push(("x-forwarded-proto", info.scheme().to_string()));
+    if let Some(host) = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+    {
+        headers.push(("x-forwarded-host", host.to_string()));
+    }
+    headers
 }
 
 fn is_hop_by_hop(name: &header::HeaderName) -> bool {

@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use shared::{
     db::DbError,
-    http::{only, ApiError},
+    http::{only, ApiError, ErrorCode},
     TracedSend,
 };
 
@@ -45,8 +45,8 @@ async fn list_products(
     let query = query.into_inner();
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
             format!("limit must be between 1 and {MAX_LIMIT}"),
         ));
     }
@@ -66,8 +66,12 @@ async fn get_product(
     path: web::Path<String>,
     catalog: web::Data<Addr<CatalogActor>>,
 ) -> Result<HttpResponse, ApiError> {
-    let not_found =
-        || ApiError::not_found("product_not_found", format!("no product with id {path}"));
+    let not_found = || {
+        ApiError::new(
+            ErrorCode::ProductNotFound,
+            format!("no product with id {path}"),
+        )
+    };
     let id: u32 = path.parse().map_err(|_| not_found())?;
     let product = catalog
         .send_traced(GetProduct(id))
@@ -82,10 +86,7 @@ async fn get_product(
 /// 503 while the database is down or too slow, 500 for anything else.
 fn storage_error(err: DbError) -> ApiError {
     if err.is_unavailable() {
-        ApiError::unavailable(
-            "storage_unavailable",
-            format!("the catalog is unavailable: {err}"),
-        )
+        ApiError::storage_unavailable(format!("the catalog is unavailable: {err}"))
     } else {
         ApiError::internal(format!("reading the catalog: {err}"))
     }

@@ -1,14 +1,17 @@
-//! Capped exponential backoff for reconnect loops.
+//! Capped exponential backoff: reconnect loops (stateful, [`next_delay`])
+//! and the worker's retry delays (by attempt, [`delay_for`]) share it.
+//!
+//! [`next_delay`]: Backoff::next_delay
+//! [`delay_for`]: Backoff::delay_for
 
 use std::time::Duration;
 
-/// Delays that double from `initial` up to `max`; [`reset`](Self::reset)
-/// after a success.
+/// Delays that double from `initial` up to `max`.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     initial: Duration,
     max: Duration,
-    next: Duration,
+    attempt: u32,
 }
 
 impl Backoff {
@@ -17,20 +20,27 @@ impl Backoff {
         Self {
             initial,
             max,
-            next: initial,
+            attempt: 0,
         }
+    }
+
+    /// The `n`th delay (0-based): `initial × 2ⁿ`, at most `max`.
+    pub fn delay_for(&self, n: u32) -> Duration {
+        self.initial
+            .saturating_mul(2u32.saturating_pow(n.min(30)))
+            .min(self.max)
     }
 
     /// The delay to wait now; the following one will be twice as long (capped).
     pub fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(self.max);
+        let delay = self.delay_for(self.attempt);
+        self.attempt = self.attempt.saturating_add(1);
         delay
     }
 
     /// Back to the initial delay.
     pub fn reset(&mut self) {
-        self.next = self.initial;
+        self.attempt = 0;
     }
 }
 
@@ -52,5 +62,6 @@ mod tests {
         assert_eq!(delays, [100, 200, 350, 350]);
         b.reset();
         assert_eq!(b.next_delay().as_millis(), 100);
+        assert_eq!(b.delay_for(1000), Duration::from_millis(350), "no overflow");
     }
 }

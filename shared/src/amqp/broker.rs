@@ -19,7 +19,7 @@ use prometheus_client::{metrics::gauge::Gauge, registry::Registry};
 use tokio::sync::Mutex;
 
 use super::Backoff;
-use crate::config::redact_url;
+use crate::config::SecretUrl;
 
 /// How long one connection attempt may take before the broker counts as down.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -48,7 +48,7 @@ pub struct Broker {
 }
 
 struct Inner {
-    url: String,
+    url: SecretUrl,
     connection_name: String,
     connected: AtomicBool,
     connected_gauge: Gauge,
@@ -66,10 +66,10 @@ impl Broker {
     /// A broker at `url` (`amqp://user:pass@host:port/vhost`); nothing is
     /// connected until the first [`channel`](Self::channel) call.
     /// `connection_name` shows in the RabbitMQ management UI.
-    pub fn new(url: impl Into<String>, connection_name: impl Into<String>) -> Self {
+    pub fn new(url: SecretUrl, connection_name: impl Into<String>) -> Self {
         Self {
             inner: Arc::new(Inner {
-                url: url.into(),
+                url,
                 connection_name: connection_name.into(),
                 connected: AtomicBool::new(false),
                 connected_gauge: Gauge::default(),
@@ -126,7 +126,7 @@ impl Broker {
             .with_connection_name(self.inner.connection_name.clone().into());
         let attempt = tokio::time::timeout(
             CONNECT_TIMEOUT,
-            Connection::connect(&self.inner.url, properties),
+            Connection::connect(self.inner.url.expose(), properties),
         )
         .await;
         let connection = match attempt {
@@ -149,7 +149,7 @@ impl Broker {
         state.connection = Some((connection, status));
         self.inner.connected.store(true, Ordering::Release);
         self.inner.connected_gauge.set(1);
-        tracing::info!(broker = %redact_url(&self.inner.url), "connected to the message broker");
+        tracing::info!(broker = %self.inner.url, "connected to the message broker");
         Ok(channel)
     }
 
@@ -159,7 +159,7 @@ impl Broker {
         if !state.failure_logged {
             state.failure_logged = true;
             tracing::warn!(
-                broker = %redact_url(&self.inner.url),
+                broker = %self.inner.url,
                 error = %err,
                 "message broker unreachable; retrying with backoff (logged once until it is back)"
             );
@@ -213,7 +213,7 @@ mod tests {
     fn an_unreachable_broker_fails_fast_and_then_waits_for_the_backoff() {
         actix::System::new().block_on(async {
             // Port 1 on loopback: connection refused at once.
-            let broker = Broker::new("amqp://guest:guest@127.0.0.1:1/%2f", "test");
+            let broker = Broker::new(SecretUrl::new("amqp://guest:guest@127.0.0.1:1/%2f"), "test");
             let first = broker.channel().await.unwrap_err();
             assert!(matches!(first, BrokerError::Amqp(_)), "{first:?}");
             let second = broker.channel().await.unwrap_err();

@@ -1,17 +1,11 @@
 //! The consuming side: a subscription with per-consumer QoS, and the
 //! CONSUMER span that continues the trace the producer put in the headers.
 
+use super::{Backoff, Broker, BrokerError, QueueSpec};
 use lapin::{
-    message::Delivery,
     options::{BasicConsumeOptions, BasicQosOptions},
     types::FieldTable,
     Channel, Consumer,
-};
-use tracing::{field::Empty, Span};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
-
-use super::{
-    propagation::extract_context, Backoff, Broker, BrokerError, QueueSpec, MESSAGING_SYSTEM,
 };
 
 /// Opens a channel with its own prefetch (`basic.qos`, per consumer), declares
@@ -65,38 +59,6 @@ pub async fn subscribe_with_retry(
             }
         }
     }
-}
-
-/// The CONSUMER span `process <queue>` for one delivery, a child of the
-/// PRODUCER span whose context came in the headers (a new root when the
-/// headers carry none or garbage).
-pub fn process_span(delivery: &Delivery, queue: &str) -> Span {
-    let message_id = delivery
-        .properties
-        .message_id()
-        .as_ref()
-        .map(|id| id.as_str().to_string())
-        .unwrap_or_default();
-    let span = tracing::info_span!(
-        "process",
-        otel.name = %format!("process {queue}"),
-        otel.kind = "consumer",
-        messaging.system = MESSAGING_SYSTEM,
-        messaging.operation.type = "process",
-        messaging.operation.name = "deliver",
-        messaging.destination.name = %queue,
-        messaging.rabbitmq.destination.routing_key = %delivery.routing_key.as_str(),
-        messaging.rabbitmq.message.delivery_tag = delivery.delivery_tag as i64,
-        messaging.message.id = %message_id,
-        messaging.message.body.size = delivery.data.len() as i64,
-        messaging.message.redelivered = delivery.redelivered,
-        error.type = Empty,
-    );
-    let parent = extract_context(delivery.properties.headers().as_ref());
-    if let Err(err) = span.set_parent(parent) {
-        tracing::debug!(error = %err, "consumer span already started; parent not set");
-    }
-    span
 }
 
 /// An integer header (any AMQP integer type) as `u32`.

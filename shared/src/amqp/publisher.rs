@@ -11,16 +11,16 @@ use std::{
 
 use actix::{Actor, Context, Handler, Message, ResponseFuture};
 use lapin::{
-    options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions},
+    options::{BasicPublishOptions, ConfirmSelectOptions},
     types::{AMQPValue, FieldTable, ShortString},
     BasicProperties, Channel,
 };
 use opentelemetry::trace::{SpanContext, Status};
 use tokio::sync::Mutex;
-use tracing::{field::Empty, Instrument, Span};
+use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::{propagation::inject_context, Broker, BrokerError, MESSAGING_SYSTEM};
+use super::{propagation::inject_context, spans::producer_span, Broker, BrokerError, QueueSpec};
 use crate::traced::Traced;
 
 /// AMQP delivery mode 2: the broker writes the message to disk.
@@ -45,110 +45,6 @@ pub enum PublishError {
     /// (the queue was deleted behind our back).
     #[error("the broker could not route the message to queue {0}")]
     Unroutable(String),
-}
-
-/// The kind of RabbitMQ queue to declare.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum QueueType {
-    /// Classic queues: a single node (development, compose).
-    #[default]
-    Classic,
-    /// Quorum queues: replicated over a cluster (Raft); dead-lettering out of
-    /// them is at-least-once. What a multi-node production cluster needs.
-    Quorum,
-}
-
-impl std::str::FromStr for QueueType {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "classic" => Ok(Self::Classic),
-            "quorum" => Ok(Self::Quorum),
-            other => Err(format!(
-                "{other:?} is not a queue type; use classic or quorum"
-            )),
-        }
-    }
-}
-
-/// A durable queue and the arguments it is declared with. Every service that
-/// uses a queue declares it through the same `QueueSpec`, so the arguments
-/// always match (RabbitMQ refuses a redeclaration with other arguments).
-#[derive(Debug, Clone, PartialEq)]
-pub struct QueueSpec {
-    /// Queue name (the routing key on the default exchange).
-    pub name: String,
-    /// `x-` arguments.
-    pub arguments: FieldTable,
-}
-
-impl QueueSpec {
-    /// A durable queue of type `kind`.
-    pub fn durable(name: impl Into<String>, kind: QueueType) -> Self {
-        let mut arguments = FieldTable::default();
-        if kind == QueueType::Quorum {
-            arguments.insert(
-                "x-queue-type".into(),
-                AMQPValue::LongString("quorum".into()),
-            );
-        }
-        Self {
-            name: name.into(),
-            arguments,
-        }
-    }
-
-    /// Adds dead-lettering into `target` on the default exchange; at least
-    /// once on quorum queues.
-    pub fn dead_lettering_to(mut self, target: &str) -> Self {
-        let quorum = self.arguments.inner().contains_key("x-queue-type");
-        let arguments = &mut self.arguments;
-        arguments.insert(
-            "x-dead-letter-exchange".into(),
-            AMQPValue::LongString("".into()),
-        );
-        arguments.insert(
-            "x-dead-letter-routing-key".into(),
-            AMQPValue::LongString(target.into()),
-        );
-        if quorum {
-            arguments.insert(
-                "x-dead-letter-strategy".into(),
-                AMQPValue::LongString("at-least-once".into()),
-            );
-            // Required by the at-least-once strategy.
-            arguments.insert(
-                "x-overflow".into(),
-                AMQPValue::LongString("reject-publish".into()),
-            );
-        }
-        self
-    }
-
-    /// A durable delay queue: nothing consumes it; each message waits out its
-    /// own expiration and is then dead-lettered into `target`. (Used with one
-    /// queue per delay, so that expirations leave in FIFO order.) On quorum
-    /// queues the dead-lettering is at-least-once, so a retry cannot be lost
-    /// on its way back.
-    pub fn delay_into(name: impl Into<String>, target: &str, kind: QueueType) -> Self {
-        Self::durable(name, kind).dead_lettering_to(target)
-    }
-
-    /// Declares the queue (idempotent).
-    pub async fn declare(&self, channel: &Channel) -> Result<(), lapin::Error> {
-        channel
-            .queue_declare(
-                self.name.as_str().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..QueueDeclareOptions::default()
-                },
-                self.arguments.clone(),
-            )
-            .await
-            .map(|_| ())
-    }
 }
 
 /// Send one persistent message; the reply comes once the broker has
@@ -374,22 +270,6 @@ async fn publish_confirmed(
         return Err(PublishError::Unroutable(queue.to_string()));
     }
     Ok(())
-}
-
-fn producer_span(queue: &str, message_id: &str, body_size: usize) -> Span {
-    tracing::info_span!(
-        "send",
-        otel.name = %format!("send {queue}"),
-        otel.kind = "producer",
-        messaging.system = MESSAGING_SYSTEM,
-        messaging.operation.type = "send",
-        messaging.operation.name = "publish",
-        messaging.destination.name = %queue,
-        messaging.rabbitmq.destination.routing_key = %queue,
-        messaging.message.id = %message_id,
-        messaging.message.body.size = body_size as i64,
-        error.type = Empty,
-    )
 }
 
 fn error_type(err: &PublishError) -> &'static str {

@@ -3,17 +3,17 @@
 
 use std::time::Duration;
 
-use super::QueueType;
-use crate::{
-    config::{env_millis, env_or, env_string, ConfigError},
-    task::{DEFAULT_AMQP_URL, DEFAULT_RESULT_QUEUE, DEFAULT_TASK_QUEUE},
-};
+use super::{QueueType, DEFAULT_RESULT_QUEUE, DEFAULT_TASK_QUEUE};
+use crate::config::{env_millis, env_or, env_string, ConfigError, SecretUrl};
+
+/// Where RabbitMQ is unless `AMQP_URL` says otherwise.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@localhost:5672/%2f";
 
 /// How to reach RabbitMQ and which queues to use.
 #[derive(Debug, Clone)]
 pub struct BrokerSettings {
     /// `AMQP_URL` (`amqp://guest:guest@localhost:5672/%2f`).
-    pub amqp_url: String,
+    pub amqp_url: SecretUrl,
     /// `TASK_QUEUE` (`task_queue`).
     pub task_queue: String,
     /// `RESULT_QUEUE` (`task_results`): status reports from the worker.
@@ -38,7 +38,7 @@ impl BrokerSettings {
     /// Reads the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            amqp_url: env_string("AMQP_URL", DEFAULT_AMQP_URL),
+            amqp_url: SecretUrl::new(env_string("AMQP_URL", DEFAULT_AMQP_URL)),
             task_queue: env_string("TASK_QUEUE", DEFAULT_TASK_QUEUE),
             result_queue: env_string("RESULT_QUEUE", DEFAULT_RESULT_QUEUE),
             queue_type: env_or("QUEUE_TYPE", QueueType::Classic)?,

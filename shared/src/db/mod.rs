@@ -38,7 +38,7 @@ use sqlx::{
     AssertSqlSafe, Connection, Executor, Transaction,
 };
 
-use crate::config::{redact_url, ConfigError};
+use crate::config::ConfigError;
 
 pub use error::DbError;
 pub use metrics::DbOperationLabels;
@@ -91,7 +91,7 @@ impl Database {
         sqlx::any::install_default_drivers();
         let unusable = |reason: String| ConfigError::Unusable {
             name: "DATABASE_URL",
-            value: redact_url(&settings.url),
+            value: settings.url.to_string(),
             reason,
         };
         let (writer, reader) = match settings.target.system {
@@ -110,13 +110,13 @@ impl Database {
         tracing::info!(
             db.system.name = settings.target.system.as_str(),
             db.namespace = %settings.target.namespace,
-            url = %redact_url(&settings.url),
+            url = %settings.url,
             "database ready; migrations applied"
         );
         Ok(Self {
             inner: Arc::new(Inner {
                 target: settings.target.clone(),
-                url: redact_url(&settings.url),
+                url: settings.url.to_string(),
                 writer,
                 reader,
                 client_timeout: settings.timeout + CLIENT_MARGIN,
@@ -243,15 +243,19 @@ async fn open_sqlite(
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create the directory {}: {e}", dir.display()))?;
     }
-    let url = if settings.url.contains("mode=") {
-        settings.url.clone()
-    } else if settings.url.contains('?') {
-        format!("{}&mode=rwc", settings.url)
+    let given = settings.url.expose();
+    let url = if given.contains("mode=") {
+        given.to_string()
+    } else if given.contains('?') {
+        format!("{given}&mode=rwc")
     } else {
-        format!("{}?mode=rwc", settings.url)
+        format!("{given}?mode=rwc")
     };
+    // A 1 MiB page cache per connection (SQLite's default is 2 MiB): the
+    // OS caches the file too, and a cache per connection adds up.
     let pragmas = Arc::new(format!(
-        "PRAGMA busy_timeout = {}; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        "PRAGMA busy_timeout = {}; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+         PRAGMA cache_size = -1024;",
         settings.timeout.as_millis()
     ));
     let options = |max: u32| {
@@ -307,7 +311,12 @@ async fn open_postgres(
 ) -> Result<(AnyPool, AnyPool), String> {
     // One plain connection first: its error says what is wrong (refused,
     // authentication, no such database), where the pool would only time out.
-    match tokio::time::timeout(settings.timeout, AnyConnection::connect(&settings.url)).await {
+    match tokio::time::timeout(
+        settings.timeout,
+        AnyConnection::connect(settings.url.expose()),
+    )
+    .await
+    {
         Ok(Ok(connection)) => {
             let _ = connection.close().await;
         }
@@ -334,7 +343,7 @@ async fn open_postgres(
                     .map(|_| ())
             })
         })
-        .connect(&settings.url)
+        .connect(settings.url.expose())
         .await
         .map_err(|e| e.to_string())?;
     // The migrator holds an advisory lock: replicas starting together wait.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::config::{env_in_range, env_millis, env_string, redact_url, ConfigError};
+use crate::config::{env_in_range, env_millis, env_string, redact_url, ConfigError, SecretUrl};
 
 /// The database system behind a `DATABASE_URL`, named as the OpenTelemetry
 /// conventions name it (`db.system.name`).
@@ -90,11 +90,13 @@ pub struct DatabaseSettings {
     /// `DATABASE_URL`: `sqlite://PATH` (created if missing) or
     /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (user and password may
     /// come from `PGUSER`/`PGPASSWORD` instead).
-    pub url: String,
+    pub url: SecretUrl,
     /// What the URL points at.
     pub target: DbTarget,
-    /// `DATABASE_MAX_CONNECTIONS` (10): the pool's size (SQLite: readers;
-    /// it writes through one connection).
+    /// `DATABASE_MAX_CONNECTIONS` (4): the pool's size (SQLite: readers;
+    /// it writes through one connection). Writes are grouped, so few
+    /// connections carry the load; each costs a thread (SQLite) or a server
+    /// process (PostgreSQL).
     pub max_connections: u32,
     /// `DATABASE_TIMEOUT_MS` (2000): the longest wait for a connection or
     /// for one statement (PostgreSQL enforces it as `statement_timeout`).
@@ -121,9 +123,9 @@ impl DatabaseSettings {
             reason,
         })?;
         Ok(Self {
-            url,
+            url: SecretUrl::new(url),
             target,
-            max_connections: env_in_range("DATABASE_MAX_CONNECTIONS", 10, 1, 1000)?,
+            max_connections: env_in_range("DATABASE_MAX_CONNECTIONS", 4, 1, 1000)?,
             timeout: env_millis("DATABASE_TIMEOUT_MS", 2_000, 100, 60_000)?,
         })
     }
@@ -131,9 +133,9 @@ impl DatabaseSettings {
     /// Settings for `url` with the default pool size and timeout.
     pub fn for_url(url: &str) -> Result<Self, String> {
         Ok(Self {
-            url: url.to_string(),
+            url: SecretUrl::new(url),
             target: DbTarget::parse(url)?,
-            max_connections: 10,
+            max_connections: 4,
             timeout: Duration::from_secs(2),
         })
     }

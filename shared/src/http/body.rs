@@ -4,7 +4,7 @@
 use actix_web::{web, HttpRequest};
 use futures_util::StreamExt;
 
-use super::ApiError;
+use super::{ApiError, ErrorCode};
 
 /// The largest request body any service accepts (64 KiB).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -28,7 +28,7 @@ pub async fn read_body(
     }
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
+        let chunk = chunk.map_err(|e| ApiError::new(ErrorCode::InvalidBody, e.to_string()))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::payload_too_large(limit));
         }
@@ -45,5 +45,5 @@ pub async fn read_json(
 ) -> Result<serde_json::Value, ApiError> {
     let body = read_body(req, payload, MAX_BODY_BYTES).await?;
     serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("malformed JSON: {e}")))
+        .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("malformed JSON: {e}")))
 }

@@ -1,85 +1,160 @@
 //! The one error type at the HTTP edge: a status and a JSON body
-//! `{"error": {"code": "...", "message": "..."}}`. Services map their own
-//! typed errors into it once, in `From` impls.
+//! `{"error": {"code": "...", "message": "..."}}`. Every code the API can
+//! answer is an [`ErrorCode`], which also decides the status; services map
+//! their own typed errors into an [`ApiError`] once, in `From` impls.
 
 use actix_web::{http::StatusCode, HttpResponse, ResponseError};
 use serde_json::json;
 
+/// Every error code of the API, with its HTTP status (README: API, Errors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// 400: the body is not JSON.
+    InvalidJson,
+    /// 400: the body is not a JSON object, or could not be read.
+    InvalidBody,
+    /// 400: no `type`.
+    MissingType,
+    /// 400: `type` is not a string.
+    InvalidType,
+    /// 400: a query parameter is malformed or out of range.
+    InvalidQuery,
+    /// 404: no such task.
+    TaskNotFound,
+    /// 404: no such product.
+    ProductNotFound,
+    /// 404: no such route.
+    RouteNotFound,
+    /// 404: a path parameter does not parse.
+    NotFound,
+    /// 405: the resource exists, the method does not (with `Allow`).
+    MethodNotAllowed,
+    /// 413: the body is over the limit.
+    PayloadTooLarge,
+    /// 422: `type` names no task type.
+    UnknownTaskType,
+    /// 422: the payload does not fit the task type.
+    InvalidPayload,
+    /// 500: a failure the client cannot fix.
+    InternalError,
+    /// 502: the gateway's upstream is down.
+    UpstreamUnavailable,
+    /// 503: RabbitMQ is unreachable or did not confirm in time.
+    BrokerUnavailable,
+    /// 503: the database is down, unreachable or too slow.
+    StorageUnavailable,
+    /// 503: some of the worker's consumers are not subscribed (readiness).
+    ConsumersNotSubscribed,
+    /// 504: the gateway's upstream did not answer in time.
+    UpstreamTimeout,
+}
+
+impl ErrorCode {
+    /// The code in the JSON body.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidJson => "invalid_json",
+            Self::InvalidBody => "invalid_body",
+            Self::MissingType => "missing_type",
+            Self::InvalidType => "invalid_type",
+            Self::InvalidQuery => "invalid_query",
+            Self::TaskNotFound => "task_not_found",
+            Self::ProductNotFound => "product_not_found",
+            Self::RouteNotFound => "route_not_found",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnknownTaskType => "unknown_task_type",
+            Self::InvalidPayload => "invalid_payload",
+            Self::InternalError => "internal_error",
+            Self::UpstreamUnavailable => "upstream_unavailable",
+            Self::BrokerUnavailable => "broker_unavailable",
+            Self::StorageUnavailable => "storage_unavailable",
+            Self::ConsumersNotSubscribed => "consumers_not_subscribed",
+            Self::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    /// The HTTP status that goes with it.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::InvalidJson
+            | Self::InvalidBody
+            | Self::MissingType
+            | Self::InvalidType
+            | Self::InvalidQuery => StatusCode::BAD_REQUEST,
+            Self::TaskNotFound | Self::ProductNotFound | Self::RouteNotFound | Self::NotFound => {
+                StatusCode::NOT_FOUND
+            }
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnknownTaskType | Self::InvalidPayload => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            Self::BrokerUnavailable | Self::StorageUnavailable | Self::ConsumersNotSubscribed => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+}
+
 /// An HTTP error response in the platform's JSON shape.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{status} {code}: {message}")]
+#[error("{} {}: {message}", code.status(), code.as_str())]
 pub struct ApiError {
-    /// The HTTP status.
-    pub status: StatusCode,
-    /// A stable, machine-readable code (`missing_type`, `broker_unavailable`, ...).
-    pub code: String,
+    /// What went wrong, machine-readably; decides the status.
+    pub code: ErrorCode,
     /// A human-readable explanation.
     pub message: String,
 }
 
 impl ApiError {
-    /// An error with any status.
-    pub fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> Self {
+    /// An error with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
-            code: code.into(),
+            code,
             message: message.into(),
         }
     }
 
-    /// 400: the request is malformed.
-    pub fn bad_request(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
-    /// 404.
-    pub fn not_found(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, code, message)
-    }
-
-    /// 413.
+    /// 413: the body is over `limit` bytes.
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             format!("request body exceeds {limit} bytes"),
         )
     }
 
-    /// 422: well-formed, but not acceptable.
-    pub fn unprocessable(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    /// 503 `broker_unavailable`.
+    pub fn broker_unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BrokerUnavailable, message)
     }
 
-    /// 503: a dependency (the broker) is down; try again later.
-    pub fn unavailable(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+    /// 503 `storage_unavailable`.
+    pub fn storage_unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::StorageUnavailable, message)
     }
 
     /// 500, for failures the client cannot fix.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message)
+        Self::new(ErrorCode::InternalError, message)
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.status
+        self.status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(json!({
-            "error": {"code": self.code, "message": self.message}
+        HttpResponse::build(self.status()).json(json!({
+            "error": {"code": self.code.as_str(), "message": self.message}
         }))
-    }
-}
-
-impl From<crate::task::InvalidTask> for ApiError {
-    fn from(err: crate::task::InvalidTask) -> Self {
-        if err.is_malformed() {
-            Self::bad_request(err.code(), err.to_string())
-        } else {
-            Self::unprocessable(err.code(), err.to_string())
-        }
     }
 }

@@ -4,6 +4,7 @@
 
 mod body;
 mod error;
+pub mod metrics;
 pub mod propagation;
 mod server_span;
 mod trace_response;
@@ -13,10 +14,10 @@ use std::sync::Arc;
 use actix_web::{web, HttpResponse, ResponseError};
 use prometheus_client::registry::Registry;
 
-use crate::metrics::{metrics_endpoint, HttpMetrics, MetricsRegistry};
+use metrics::{metrics_endpoint, HttpMetrics, MetricsRegistry};
 
 pub use body::{read_body, read_json, MAX_BODY_BYTES};
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
 pub use server_span::ServerSpan;
 pub use trace_response::{trace_response, traceresponse_value};
 
@@ -57,16 +58,14 @@ pub struct Dependencies {
 pub async fn ready(dependencies: web::Data<Dependencies>) -> Result<HttpResponse, ApiError> {
     if let Some(broker) = &dependencies.broker {
         if !broker.is_connected() {
-            return Err(ApiError::unavailable(
-                "broker_unavailable",
+            return Err(ApiError::broker_unavailable(
                 "not connected to the message broker",
             ));
         }
     }
     if let Some(database) = &dependencies.database {
         if !database.ping().await {
-            return Err(ApiError::unavailable(
-                "storage_unavailable",
+            return Err(ApiError::storage_unavailable(
                 "the database does not answer",
             ));
         }
@@ -76,7 +75,7 @@ pub async fn ready(dependencies: web::Data<Dependencies>) -> Result<HttpResponse
 
 /// The default service: a JSON 404 for routes that do not exist.
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::not_found("route_not_found", "no such route"))
+    Err(ApiError::new(ErrorCode::RouteNotFound, "no such route"))
 }
 
 /// The default service of a resource: a JSON 405 with the `Allow` header,
@@ -84,8 +83,7 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
 pub fn only(allowed: &'static str) -> actix_web::Route {
     web::to(move || async move {
         let mut response = ApiError::new(
-            actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
+            ErrorCode::MethodNotAllowed,
             format!("this resource allows {allowed}"),
         )
         .error_response();
@@ -102,15 +100,15 @@ pub fn only(allowed: &'static str) -> actix_web::Route {
 pub fn extractor_configs(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::QueryConfig::default()
-            .error_handler(|err, _| ApiError::bad_request("invalid_query", err.to_string()).into()),
+            .error_handler(|err, _| ApiError::new(ErrorCode::InvalidQuery, err.to_string()).into()),
     )
     .app_data(
         web::PathConfig::default()
-            .error_handler(|err, _| ApiError::not_found("not_found", err.to_string()).into()),
+            .error_handler(|err, _| ApiError::new(ErrorCode::NotFound, err.to_string()).into()),
     )
     .app_data(
         web::JsonConfig::default()
-            .error_handler(|err, _| ApiError::bad_request("invalid_json", err.to_string()).into()),
+            .error_handler(|err, _| ApiError::new(ErrorCode::InvalidJson, err.to_string()).into()),
     );
 }
 
@@ -155,9 +153,7 @@ impl Observability {
     > {
         let shared = self.clone();
         actix_web::App::new()
-            .wrap(actix_web::middleware::from_fn(
-                crate::metrics::record_http_metrics,
-            ))
+            .wrap(actix_web::middleware::from_fn(metrics::record_http_metrics))
             .wrap(actix_web::middleware::from_fn(trace_response))
             .wrap(tracing_actix_web::TracingLogger::<ServerSpan>::new())
             .configure(move |cfg| shared.configure(cfg))

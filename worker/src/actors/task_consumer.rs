@@ -42,13 +42,13 @@ use opentelemetry::{trace::Status, KeyValue};
 use serde_json::Value;
 use shared::{
     amqp::{
-        header_u32, process_span, subscribe_with_retry, Broker, Publish, PublishError,
-        QueuePublisher,
+        header_u32, process_span, subscribe_with_retry, Backoff, Broker, Publish, PublishError,
+        QueuePublisher, TaskQueues,
     },
-    metrics::{current_trace_exemplar, ReasonLabel, TaskMetrics, TaskOutcome, TaskOutcomeLabels},
-    task::{
-        DeadLetterKind, StatusUpdate, TaskMessage, TaskQueues, TaskStatus, TaskType, ATTEMPT_HEADER,
+    metrics::{
+        self, current_trace_exemplar, ReasonLabel, TaskOutcome, TaskOutcomeLabels, WorkerMetrics,
     },
+    task::{DeadLetterKind, StatusUpdate, TaskMessage, TaskStatus, TaskType, ATTEMPT_HEADER},
     TracedSend,
 };
 use tokio::sync::watch;
@@ -61,22 +61,30 @@ use super::{ExecuteTask, ReportFailed, ReportStatus, StatusReporter, TaskExecuto
 const REQUEUE_PAUSE: Duration = Duration::from_millis(500);
 
 /// How often and how patiently a failing task is retried.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RetryPolicy {
     /// Attempts in all, including the first.
     pub max_attempts: u32,
-    /// Delay before the second attempt; it doubles for each further one.
-    pub base_delay: Duration,
+    /// The wait before the second attempt, doubling for each further one
+    /// (at most [`RetryPolicy::MAX_DELAY`]).
+    pub delays: Backoff,
 }
 
 impl RetryPolicy {
     /// Longest delay between two attempts, however many there are.
-    const MAX_DELAY: Duration = Duration::from_secs(3600);
+    pub const MAX_DELAY: Duration = Duration::from_secs(3600);
+
+    /// `max_attempts` attempts, the second `base_delay` after the first.
+    pub fn new(max_attempts: u32, base_delay: Duration) -> Self {
+        Self {
+            max_attempts,
+            delays: Backoff::new(base_delay, Self::MAX_DELAY),
+        }
+    }
 
     /// The wait before attempt `next_attempt` (2 or more).
     pub fn delay_before(&self, next_attempt: u32) -> Duration {
-        let doublings = next_attempt.saturating_sub(2).min(20);
-        (self.base_delay * 2u32.pow(doublings)).min(Self::MAX_DELAY)
+        self.delays.delay_for(next_attempt.saturating_sub(2))
     }
 }
 
@@ -92,7 +100,7 @@ pub struct TaskHandling {
     /// The task queue and the queues around it.
     pub queues: TaskQueues,
     /// Task counters, durations and busy consumers.
-    pub metrics: TaskMetrics,
+    pub metrics: WorkerMetrics,
     /// Set (by start-up, not through the mailbox) when the worker is shutting
     /// down: from then on no consumer starts a new task.
     pub draining: Arc<AtomicBool>,
@@ -371,14 +379,14 @@ async fn run(
             }
         }
     };
-    let metrics = &handling.metrics;
-    TaskMetrics::count(&metrics.processed, task_type);
+    metrics::count(&handling.metrics.processed, task_type);
     let label = if outcome.is_ok() {
         TaskOutcome::Succeeded
     } else {
         TaskOutcome::Failed
     };
-    metrics
+    handling
+        .metrics
         .duration
         .get_or_create(&TaskOutcomeLabels::new(task_type, label))
         .observe(
@@ -430,7 +438,7 @@ async fn settle(
             KeyValue::new("exception.message", failure.to_string()),
         ],
     );
-    TaskMetrics::count(&handling.metrics.failed, task_type);
+    metrics::count(&handling.metrics.failed, task_type);
     let error = Some(failure.to_string());
     if failure.is_retryable() && attempt < handling.retry.max_attempts {
         let next = attempt + 1;
@@ -456,7 +464,7 @@ async fn settle(
                     .expiring_after(delay.as_millis() as u64),
             )
             .await??;
-        TaskMetrics::count(&handling.metrics.retried, task_type);
+        metrics::count(&handling.metrics.retried, task_type);
         Ok(())
     } else {
         tracing::error!(task.id = %id, attempt, error = %failure, "task failed for good; dead-lettering it");
@@ -513,10 +521,7 @@ mod tests {
 
     #[test]
     fn retry_delays_double_per_attempt_and_are_capped() {
-        let policy = RetryPolicy {
-            max_attempts: 30,
-            base_delay: Duration::from_millis(1000),
-        };
+        let policy = RetryPolicy::new(30, Duration::from_millis(1000));
         assert_eq!(policy.delay_before(2), Duration::from_millis(1000));
         assert_eq!(policy.delay_before(3), Duration::from_millis(2000));
         assert_eq!(policy.delay_before(4), Duration::from_millis(4000));

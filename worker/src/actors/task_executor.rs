@@ -1,5 +1,8 @@
-//! Runs a task. Sleeping is a timer on the actor's arbiter; hashing is CPU
-//! work, so it runs on the blocking pool where it cannot stall the consumers.
+//! Runs a task: what each type does is in its own file
+//! (`shared::task::kinds`); this actor adds the fault injection
+//! (`payload.fail_times`) and the `execute-task` span. Sleeping is a timer;
+//! hashing is CPU work, which its kind runs on the blocking pool where it
+//! cannot stall the consumers.
 
 use actix::{Actor, Context, Handler, Message, ResponseFuture};
 use serde_json::Value;
@@ -8,8 +11,6 @@ use shared::{
     Traced,
 };
 use tracing::Instrument;
-
-use crate::execute::{hash_result, sleep_result};
 
 /// Why a task attempt failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -86,24 +87,15 @@ impl Handler<Traced<ExecuteTask>> for TaskExecutor {
 }
 
 async fn run(task: TaskMessage, attempt: u32) -> Result<Value, TaskFailure> {
-    let spec = TaskSpec::parse(task.kind, &task.payload)?;
     let fail_times = injected_failures(&task.payload)?;
+    let spec = TaskSpec::parse(task.kind, &task.payload).map_err(InvalidTask::InvalidPayload)?;
     if attempt <= fail_times {
         return Err(TaskFailure::Injected {
             attempt,
             fail_times,
         });
     }
-    match spec {
-        TaskSpec::Echo(payload) => Ok(payload),
-        TaskSpec::Sleep { ms } => {
-            actix::clock::sleep(std::time::Duration::from_millis(ms)).await;
-            Ok(sleep_result(ms))
-        }
-        TaskSpec::Hash { data, rounds } => {
-            actix_web::rt::task::spawn_blocking(move || hash_result(&data, rounds))
-                .await
-                .map_err(|e| TaskFailure::Cancelled(e.to_string()))
-        }
-    }
+    spec.run()
+        .await
+        .map_err(|cancelled| TaskFailure::Cancelled(cancelled.0))
 }

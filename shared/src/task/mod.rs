@@ -8,93 +8,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::amqp::{QueueSpec, QueueType};
+pub mod kinds;
 
-/// The task queue's name unless `TASK_QUEUE` says otherwise.
-pub const DEFAULT_TASK_QUEUE: &str = "task_queue";
-/// The status-report queue's name unless `RESULT_QUEUE` says otherwise.
-pub const DEFAULT_RESULT_QUEUE: &str = "task_results";
-/// Where RabbitMQ is unless `AMQP_URL` says otherwise.
-pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@localhost:5672/%2f";
+pub use kinds::{Cancelled, Kind, TaskSpec, TaskType, HASH_MAX_ROUNDS, SLEEP_MAX_MS};
 
-/// Longest sleep a `sleep` task may ask for.
-pub const SLEEP_MAX_MS: u64 = 10_000;
-/// Most SHA-256 rounds a `hash` task may ask for.
-pub const HASH_MAX_ROUNDS: u64 = 100_000;
 /// Largest `payload.fail_times` (fault injection) accepted.
 pub const MAX_FAIL_TIMES: u64 = 100;
 /// AMQP header carrying the 1-based attempt number of a task message.
 pub const ATTEMPT_HEADER: &str = "x-attempt";
-
-/// The queues around one task queue: the queue itself, its dead-letter queue
-/// `<queue>.dlq`, and one delay queue per retry `<queue>.retry.<attempt>`
-/// that dead-letters back into the task queue when a message's TTL expires.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskQueues {
-    name: String,
-    kind: QueueType,
-}
-
-impl TaskQueues {
-    /// The queues around `task_queue`, all of type `kind`.
-    pub fn new(task_queue: impl Into<String>, kind: QueueType) -> Self {
-        Self {
-            name: task_queue.into(),
-            kind,
-        }
-    }
-
-    /// The task queue. As a quorum queue it dead-letters (at least once) into
-    /// the DLQ: RabbitMQ 4 gives quorum queues a delivery limit, and a message
-    /// past it would otherwise be dropped.
-    pub fn tasks(&self) -> QueueSpec {
-        let spec = QueueSpec::durable(self.name.clone(), self.kind);
-        match self.kind {
-            QueueType::Classic => spec,
-            QueueType::Quorum => spec.dead_lettering_to(&self.dead_letters().name),
-        }
-    }
-
-    /// Where tasks end up that can never succeed.
-    pub fn dead_letters(&self) -> QueueSpec {
-        QueueSpec::durable(format!("{}.dlq", self.name), self.kind)
-    }
-
-    /// Where a task waits before attempt `next_attempt`.
-    pub fn retry(&self, next_attempt: u32) -> QueueSpec {
-        QueueSpec::delay_into(
-            format!("{}.retry.{next_attempt}", self.name),
-            &self.name,
-            self.kind,
-        )
-    }
-}
-
-/// What a task does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TaskType {
-    /// The result is the payload.
-    Echo,
-    /// Waits `payload.ms` milliseconds.
-    Sleep,
-    /// SHA-256 of `payload.data`, applied `payload.rounds` times.
-    Hash,
-}
-
-impl TaskType {
-    /// Every task type.
-    pub const ALL: [Self; 3] = [Self::Echo, Self::Sleep, Self::Hash];
-
-    /// The wire name (`echo`, `sleep`, `hash`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Echo => "echo",
-            Self::Sleep => "sleep",
-            Self::Hash => "hash",
-        }
-    }
-}
 
 impl fmt::Display for TaskType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -106,12 +27,20 @@ impl FromStr for TaskType {
     type Err = InvalidTask;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "echo" => Ok(Self::Echo),
-            "sleep" => Ok(Self::Sleep),
-            "hash" => Ok(Self::Hash),
-            other => Err(InvalidTask::UnknownType(other.to_string())),
-        }
+        Self::from_name(s).ok_or_else(|| InvalidTask::UnknownType(s.to_string()))
+    }
+}
+
+impl Serialize for TaskType {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for TaskType {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -154,33 +83,11 @@ pub enum InvalidTask {
     #[error("field \"type\" must be a string")]
     TypeNotAString,
     /// `type` names no task we run.
-    #[error("unknown task type {0:?}; expected one of echo, sleep, hash")]
+    #[error("unknown task type {0:?}; expected one of {types}", types = TaskType::names())]
     UnknownType(String),
     /// The payload does not fit the task type.
     #[error("invalid payload: {0}")]
     InvalidPayload(String),
-}
-
-impl InvalidTask {
-    /// Malformed requests (400) as opposed to well-formed but unacceptable
-    /// ones (422).
-    pub fn is_malformed(&self) -> bool {
-        matches!(
-            self,
-            Self::NotAnObject | Self::MissingType | Self::TypeNotAString
-        )
-    }
-
-    /// A stable machine-readable code for the JSON error body.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::NotAnObject => "invalid_body",
-            Self::MissingType => "missing_type",
-            Self::TypeNotAString => "invalid_type",
-            Self::UnknownType(_) => "unknown_task_type",
-            Self::InvalidPayload(_) => "invalid_payload",
-        }
-    }
 }
 
 /// A validated task: its type and its payload.
@@ -210,70 +117,9 @@ impl TaskRequest {
                 ))
             }
         };
-        TaskSpec::parse(kind, &payload)?;
+        injected_failures(&payload)?;
+        TaskSpec::parse(kind, &payload).map_err(InvalidTask::InvalidPayload)?;
         Ok(Self { kind, payload })
-    }
-}
-
-/// The work a task asks for, parsed from its payload.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TaskSpec {
-    /// Return the payload.
-    Echo(Value),
-    /// Sleep this many milliseconds.
-    Sleep {
-        /// Milliseconds, at most [`SLEEP_MAX_MS`].
-        ms: u64,
-    },
-    /// Hash `data` `rounds` times.
-    Hash {
-        /// The input string.
-        data: String,
-        /// Rounds, 1 to [`HASH_MAX_ROUNDS`] (1 when absent).
-        rounds: u64,
-    },
-}
-
-impl TaskSpec {
-    /// Checks `payload` against `kind`.
-    pub fn parse(kind: TaskType, payload: &Value) -> Result<Self, InvalidTask> {
-        let invalid = |msg: String| InvalidTask::InvalidPayload(msg);
-        injected_failures(payload)?;
-        match kind {
-            TaskType::Echo => Ok(Self::Echo(payload.clone())),
-            TaskType::Sleep => {
-                let ms = payload
-                    .get("ms")
-                    .ok_or_else(|| invalid("sleep needs \"ms\"".into()))?
-                    .as_u64()
-                    .filter(|ms| *ms <= SLEEP_MAX_MS)
-                    .ok_or_else(|| {
-                        invalid(format!(
-                            "\"ms\" must be an integer from 0 to {SLEEP_MAX_MS}"
-                        ))
-                    })?;
-                Ok(Self::Sleep { ms })
-            }
-            TaskType::Hash => {
-                let data = payload
-                    .get("data")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| invalid("hash needs \"data\" as a string".into()))?
-                    .to_string();
-                let rounds = match payload.get("rounds") {
-                    None => 1,
-                    Some(rounds) => rounds
-                        .as_u64()
-                        .filter(|r| (1..=HASH_MAX_ROUNDS).contains(r))
-                        .ok_or_else(|| {
-                            invalid(format!(
-                                "\"rounds\" must be an integer from 1 to {HASH_MAX_ROUNDS}"
-                            ))
-                        })?,
-                };
-                Ok(Self::Hash { data, rounds })
-            }
-        }
     }
 }
 
@@ -446,15 +292,15 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn malformed_requests_and_unacceptable_ones_are_told_apart() {
+    fn requests_are_refused_for_what_is_wrong_with_them() {
         let missing = TaskRequest::from_json(&json!({"payload": {}})).unwrap_err();
-        assert!(missing.is_malformed());
+        assert_eq!(missing, InvalidTask::MissingType);
         let unknown = TaskRequest::from_json(&json!({"type": "dance"})).unwrap_err();
         assert_eq!(unknown, InvalidTask::UnknownType("dance".into()));
-        assert!(!unknown.is_malformed());
-        assert!(TaskRequest::from_json(&json!([1, 2]))
-            .unwrap_err()
-            .is_malformed());
+        assert_eq!(
+            TaskRequest::from_json(&json!([1, 2])).unwrap_err(),
+            InvalidTask::NotAnObject
+        );
     }
 
     #[test]
@@ -501,19 +347,6 @@ mod tests {
             TaskMessage::decode(ok.as_bytes()).unwrap().kind,
             TaskType::Echo
         );
-    }
-
-    #[test]
-    fn the_queues_around_a_task_queue_are_named_after_it() {
-        let queues = TaskQueues::new("jobs", QueueType::Classic);
-        assert_eq!(queues.tasks().name, "jobs");
-        assert_eq!(queues.dead_letters().name, "jobs.dlq");
-        let retry = queues.retry(2);
-        assert_eq!(retry.name, "jobs.retry.2");
-        assert!(retry
-            .arguments
-            .inner()
-            .contains_key("x-dead-letter-routing-key"));
     }
 
     #[test]
