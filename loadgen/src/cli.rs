@@ -102,7 +102,7 @@ usage: loadgen <post-tasks|products|mixed|e2e> [options]
                     as the last one was answered (default 32)
   --rate R          fixed rate: R iterations per second (a POST, a page, a task
                     followed until done), shared by --users users (default:
-                    enough users for R at 50 ms each, at least 32)
+                    enough users for R at 200 ms each, at least 32)
   --duration D      how long to run: 30s, 2m, ... (default 30s)
   --poll-ms MS      interval between polls of a task (mixed, e2e; default 5)
   --follow-every N  post-tasks: also follow every Nth task until done, for an
@@ -151,10 +151,12 @@ impl Options {
             return Err(UsageError("--duration must be at least 1s".into()));
         }
         let load = match rate {
-            // A user spends about 50 ms per iteration when the platform keeps up.
+            // Enough users for iterations of up to 200 ms each: a user busy
+            // with an earlier iteration delays the next slot, and too few
+            // users would measure the load generator instead of the platform.
             Some(rate) => Load::FixedRate {
                 rate,
-                users: users.unwrap_or((rate / 20).max(32)),
+                users: users.unwrap_or((rate / 5).max(32)),
             },
             None => Load::Closed {
                 users: users.unwrap_or(32),
@@ -204,7 +206,7 @@ mod tests {
             fixed.load,
             Load::FixedRate {
                 rate: 5000,
-                users: 250
+                users: 1000
             }
         );
         assert_eq!(fixed.host, "http://gw:3000");
