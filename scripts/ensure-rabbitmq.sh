@@ -2,7 +2,7 @@
 # Makes the local RabbitMQ ready: installs it (apt, when run as root on
 # Debian; otherwise prints the command and fails), starts it if it is not
 # running, waits until it accepts connections, and enables its Prometheus
-# plugin (port 15692, scraped by tests/tests/dashboards.rs).
+# plugin (port 15692, scraped by tests/tests/e2e/dashboards.rs).
 set -euo pipefail
 # shellcheck source=scripts/lib/provision.sh
 . "$(dirname "$0")/lib/provision.sh"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests of every crate and the end-to-end
-# tests, which start the four services as processes against the local
-# RabbitMQ and PostgreSQL, a real Prometheus and an in-process OTLP receiver.
+# tests (one binary): the HTTP API with the services built in process, and
+# the four services as processes against the local RabbitMQ and PostgreSQL,
+# a real Prometheus and an in-process OTLP receiver.
 # Provisions what they need first (installs with apt when run as root on
 # Debian; otherwise says what to install).
 set -euo pipefail

@@ -1,5 +1,9 @@
-//! Wires the database, the actors and the HTTP server together and runs until
-//! SIGTERM.
+//! Wires the database, the actors and the HTTP server together:
+//! [`Application::build`] binds the listener (port 0 picks a free one, as the
+//! tests do), [`Application::run_until_stopped`] serves until a shutdown
+//! future resolves.
+
+use std::future::Future;
 
 use actix::Actor;
 use actix_web::{web, HttpServer};
@@ -8,7 +12,7 @@ use shared::{
     db::Database,
     http::{ready, Dependencies, Observability, READY_PATH},
     metrics::PublishedTasks,
-    service::ServiceError,
+    service::{BoundServer, ServiceError},
 };
 
 use crate::{
@@ -28,59 +32,90 @@ pub struct AppState {
     pub metrics: PublishedTasks,
 }
 
-/// Connects to the database (exit 2 if it cannot), starts the actors and
-/// serves HTTP until a shutdown signal; in-flight requests get up to 10 s to
-/// finish.
-pub async fn run(config: Config) -> Result<(), ServiceError> {
-    let database = Database::connect(&config.database, &MIGRATIONS).await?;
-    let broker = Broker::new(config.broker.amqp_url.clone(), "backend");
-    let store = TaskStore::new(database.clone(), config.retention).start();
-    let task_publisher = QueuePublisher::new(
-        broker.clone(),
-        TaskQueues::new(config.broker.task_queue.clone(), config.broker.queue_type).tasks(),
-        config.broker.publish_timeout,
-    )
-    .start();
-    let _results = ResultConsumer::new(
-        broker.clone(),
-        QueueSpec::durable(config.broker.result_queue.clone(), config.broker.queue_type),
-        store.clone(),
-    )
-    .start();
-    let (observability, task_metrics) = Observability::new(|registry| {
-        broker.register_metrics(registry);
-        database.register_metrics(registry);
-        PublishedTasks::register(registry)
-    });
-    let state = AppState {
-        store,
-        task_publisher,
-        metrics: task_metrics,
-    };
-    let dependencies = Dependencies {
-        broker: Some(broker),
-        database: Some(database),
-    };
+/// The backend, built and bound, not yet serving.
+pub struct Application {
+    server: BoundServer,
+}
 
-    let server = HttpServer::new(move || {
-        observability
-            .app()
-            .app_data(web::Data::new(state.clone()))
-            .app_data(web::Data::new(dependencies.clone()))
-            .route(READY_PATH, web::get().to(ready))
-            .configure(routes::tasks::configure)
-    })
-    .disable_signals()
-    .shutdown_timeout(10)
-    .bind(("0.0.0.0", config.port))?;
-    tracing::info!(
-        port = config.port,
-        queue = %config.broker.task_queue,
-        retention = ?config.retention,
-        "backend listening"
-    );
-    // Every request's span has ended when the server has stopped: the flush
-    // that follows (shared::service::run) sends them all.
-    shared::service::serve_until_signal(server.run()).await?;
-    Ok(())
+impl Application {
+    /// Connects to the database (a [`ServiceError::Config`], exit 2, if it
+    /// cannot), starts the actors and binds the HTTP listener on
+    /// `config.port`; in-flight requests get up to 10 s to finish once
+    /// stopped.
+    pub async fn build(config: Config) -> Result<Self, ServiceError> {
+        let database = Database::connect(&config.database, &MIGRATIONS).await?;
+        let broker = Broker::new(config.broker.amqp_url.clone(), "backend");
+        let store = TaskStore::new(database.clone(), config.retention).start();
+        let task_publisher = QueuePublisher::new(
+            broker.clone(),
+            TaskQueues::new(config.broker.task_queue.clone(), config.broker.queue_type).tasks(),
+            config.broker.publish_timeout,
+        )
+        .start();
+        let _results = ResultConsumer::new(
+            broker.clone(),
+            QueueSpec::durable(config.broker.result_queue.clone(), config.broker.queue_type),
+            store.clone(),
+        )
+        .start();
+        let (observability, task_metrics) = Observability::new(|registry| {
+            broker.register_metrics(registry);
+            database.register_metrics(registry);
+            PublishedTasks::register(registry)
+        });
+        let state = AppState {
+            store,
+            task_publisher,
+            metrics: task_metrics,
+        };
+        let dependencies = Dependencies {
+            broker: Some(broker),
+            database: Some(database),
+        };
+
+        let server = BoundServer::bind(config.port, |listener| {
+            Ok(HttpServer::new(move || {
+                observability
+                    .app()
+                    .app_data(web::Data::new(state.clone()))
+                    .app_data(web::Data::new(dependencies.clone()))
+                    .route(READY_PATH, web::get().to(ready))
+                    .configure(routes::tasks::configure)
+            })
+            .disable_signals()
+            .shutdown_timeout(10)
+            .listen(listener)?
+            .run())
+        })?;
+        tracing::info!(
+            port = server.port(),
+            queue = %config.broker.task_queue,
+            retention = ?config.retention,
+            "backend listening"
+        );
+        Ok(Self { server })
+    }
+
+    /// The port the listener is bound to.
+    pub fn port(&self) -> u16 {
+        self.server.port()
+    }
+
+    /// Serves until `shutdown` resolves, then until in-flight requests are
+    /// done. Every request's span has ended when this returns: the flush that
+    /// follows (`shared::service::run`) sends them all.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + 'static,
+    ) -> Result<(), ServiceError> {
+        self.server.serve_until(shutdown, || {}).await
+    }
+}
+
+/// Builds the backend and serves until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> Result<(), ServiceError> {
+    Application::build(config)
+        .await?
+        .run_until_stopped(shared::service::shutdown_signal())
+        .await
 }

@@ -82,41 +82,74 @@ where
     code
 }
 
-/// Runs an HTTP server (built with `disable_signals()`) until SIGTERM or
-/// SIGINT, then stops it gracefully: no new connections, in-flight requests
-/// finish (within the server's `shutdown_timeout`). actix-server's own
-/// handling treats SIGINT as a forced stop, which would cut requests off.
-/// A second signal exits at once.
-pub async fn serve_until_signal(server: actix_web::dev::Server) -> std::io::Result<()> {
-    serve_until_signal_then(server, || {}).await
+/// An HTTP server bound to its port and not yet serving: what each
+/// service's `Application` holds between `build` and `run_until_stopped`.
+pub struct BoundServer {
+    port: u16,
+    server: actix_web::dev::Server,
 }
 
-/// [`serve_until_signal`], calling `on_signal` as soon as the signal arrives
-/// (the worker stops taking tasks then, not after the HTTP server drained).
-pub async fn serve_until_signal_then(
-    server: actix_web::dev::Server,
-    on_signal: impl FnOnce() + 'static,
-) -> std::io::Result<()> {
-    let handle = server.handle();
-    actix::spawn(async move {
-        let signal = shutdown_signal().await;
-        tracing::info!(
-            signal,
-            "shutdown requested; finishing in-flight work (again to force)"
-        );
-        on_signal();
-        actix::spawn(async {
-            let signal = shutdown_signal().await;
-            tracing::warn!(signal, "second signal: exiting now");
-            std::process::exit(130);
+impl BoundServer {
+    /// Binds all interfaces on `port` (0 picks a free one) and hands the
+    /// listener to `build`, which builds the server on it (an `HttpServer`
+    /// with `disable_signals()`, then `.listen(listener)?.run()`).
+    pub fn bind(
+        port: u16,
+        build: impl FnOnce(std::net::TcpListener) -> std::io::Result<actix_web::dev::Server>,
+    ) -> std::io::Result<Self> {
+        let listener = std::net::TcpListener::bind(("0.0.0.0", port))?;
+        let port = listener.local_addr()?.port();
+        Ok(Self {
+            port,
+            server: build(listener)?,
+        })
+    }
+
+    /// The port the listener is bound to.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` resolves, then stops gracefully: no new
+    /// connections, in-flight requests finish (within the server's
+    /// `shutdown_timeout`). `on_shutdown` runs as soon as `shutdown` resolves
+    /// (the worker stops taking tasks then, not after the HTTP server
+    /// drained). The binaries pass [`shutdown_signal`]; tests pass a channel.
+    pub async fn serve_until(
+        self,
+        shutdown: impl Future<Output = ()> + 'static,
+        on_shutdown: impl FnOnce() + 'static,
+    ) -> Result<(), ServiceError> {
+        let handle = self.server.handle();
+        actix::spawn(async move {
+            shutdown.await;
+            on_shutdown();
+            handle.stop(true).await;
         });
-        handle.stop(true).await;
+        self.server.await?;
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT, logging which; a second signal afterwards
+/// exits the process at once (code 130). actix-server's own handling treats
+/// SIGINT as a forced stop, which would cut requests off, so the services
+/// build their servers with `disable_signals()` and stop on this instead.
+pub async fn shutdown_signal() {
+    let signal = wait_for_signal().await;
+    tracing::info!(
+        signal,
+        "shutdown requested; finishing in-flight work (again to force)"
+    );
+    actix::spawn(async {
+        let signal = wait_for_signal().await;
+        tracing::warn!(signal, "second signal: exiting now");
+        std::process::exit(130);
     });
-    server.await
 }
 
 /// Waits for SIGTERM or SIGINT and names it.
-async fn shutdown_signal() -> &'static str {
+async fn wait_for_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::terminate()) {
         Ok(mut terminate) => tokio::select! {

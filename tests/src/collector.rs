@@ -3,7 +3,7 @@
 
 use std::{
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use trace_view::{Receiver, SpanSink};
@@ -79,20 +79,16 @@ impl OtlpCollector {
         timeout: Duration,
         ready: impl Fn(&crate::Trace) -> bool,
     ) -> crate::Trace {
-        let deadline = Instant::now() + timeout;
-        loop {
+        crate::eventually(timeout, format!("trace {trace_id} complete"), || {
             let trace = self.trace(trace_id);
-            if ready(&trace) {
-                return trace;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "trace {trace_id} incomplete after {timeout:?}; received:\n{}",
-                    trace.render()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            let outcome = if ready(&trace) {
+                Ok(trace)
+            } else {
+                Err(format!("received:\n{}", trace.render()))
+            };
+            std::future::ready(outcome)
+        })
+        .await
     }
 
     /// Stops listening: exporters pointed here now fail to connect.

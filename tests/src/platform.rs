@@ -103,8 +103,8 @@ const SCRUBBED: &[&str] = &[
 pub struct ServiceProcess {
     /// Which service.
     pub service: Service,
-    /// Its HTTP port.
-    pub port: u16,
+    /// Its HTTP port, once it said which (it starts on port 0).
+    port: std::cell::OnceCell<u16>,
     /// Where its stdout and stderr go.
     pub log_path: PathBuf,
     child: Child,
@@ -114,11 +114,11 @@ pub struct ServiceProcess {
 }
 
 impl ServiceProcess {
-    /// Starts `service` on a free port with `env` (on top of a scrubbed
-    /// environment), logging to `log_dir/<binary>.log`; `log_dir` is also its
+    /// Starts `service` with `env` (on top of a scrubbed environment) on port
+    /// 0: it binds a free port itself and logs which ([`port`](Self::port)
+    /// reads it). Logs go to `log_dir/<binary>.log`; `log_dir` is also its
     /// working directory (where a default SQLite file would go).
     pub fn spawn(service: Service, env: &[(String, String)], log_dir: &std::path::Path) -> Self {
-        let port = free_port();
         std::fs::create_dir_all(log_dir).expect("create log dir");
         let log_path = log_dir.join(format!("{}.log", service.binary()));
         // A default SQLite file left in a reused directory by an earlier run
@@ -127,10 +127,10 @@ impl ServiceProcess {
             let _ =
                 std::fs::remove_file(log_dir.join(format!("data/{}.db{suffix}", service.binary())));
         }
-        let child = Self::start_child(service, port, env, log_dir, &log_path);
+        let child = Self::start_child(service, 0, env, log_dir, &log_path);
         Self {
             service,
-            port,
+            port: std::cell::OnceCell::new(),
             log_path,
             child,
             env: env.to_vec(),
@@ -148,17 +148,13 @@ impl ServiceProcess {
             "{} is still running",
             self.service.binary()
         );
+        let port = self.port();
         self.starts += 1;
         self.log_path = self
             .log_dir
             .join(format!("{}.{}.log", self.service.binary(), self.starts));
-        self.child = Self::start_child(
-            self.service,
-            self.port,
-            &self.env,
-            &self.log_dir,
-            &self.log_path,
-        );
+        self.child =
+            Self::start_child(self.service, port, &self.env, &self.log_dir, &self.log_path);
         self.wait_healthy().await;
     }
 
@@ -187,9 +183,30 @@ impl ServiceProcess {
             .unwrap_or_else(|e| panic!("starting {}: {e}", service.binary()))
     }
 
+    /// The port the service bound (found in `/proc`); waits up to 30 s for
+    /// it to bind.
+    pub fn port(&self) -> u16 {
+        *self.port.get_or_init(|| {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Some(port) = listening_port(self.pid()) {
+                    return port;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} did not bind a port within 30 s; log:\n{}",
+                    self.service.binary(),
+                    self.logs()
+                );
+                // A plain sleep: the child binds, not this runtime.
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    }
+
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.port())
     }
 
     /// The process id.
@@ -206,28 +223,26 @@ impl ServiceProcess {
     /// process exits or 30 s pass.
     pub async fn wait_healthy(&mut self) {
         let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "{} exited during start-up ({status}); log:\n{}",
-                    self.service.binary(),
-                    self.logs()
-                );
-            }
-            if let Ok(response) = client.get(format!("{}/health", self.url())).send().await {
-                if response.status().is_success() {
-                    return;
+        let binary = self.service.binary();
+        let health = format!("{}/health", self.url());
+        let log_path = self.log_path.clone();
+        let child = &mut self.child;
+        crate::eventually(
+            Duration::from_secs(30),
+            crate::Lazy(|| {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                format!("{binary} healthy; log:\n{log}")
+            }),
+            || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                    panic!("{binary} exited during start-up ({status}); log:\n{log}");
                 }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} not healthy after 30 s; log:\n{}",
-                self.service.binary(),
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+                let probe = client.get(&health).send();
+                async move { probe.await.is_ok_and(|r| r.status().is_success()) }
+            },
+        )
+        .await;
     }
 
     /// Sends SIGTERM (a graceful stop).
@@ -248,16 +263,11 @@ impl ServiceProcess {
 
     /// Waits up to `timeout` for the process to exit.
     pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let child = &mut self.child;
+        crate::within(timeout, || {
+            std::future::ready(child.try_wait().ok().flatten())
+        })
+        .await
     }
 }
 
@@ -268,6 +278,45 @@ impl Drop for ServiceProcess {
     }
 }
 
+/// The TCP port process `pid` listens on, from `/proc`: the socket inodes
+/// among its file descriptors matched against the kernel's table of
+/// listening sockets. Independent of what (or whether) the service logs.
+fn listening_port(pid: u32) -> Option<u16> {
+    let sockets: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy();
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
+        })
+        .collect();
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .find_map(|line| {
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
+            const LISTEN: &str = "0A";
+            if *state != LISTEN || !sockets.contains(*inode) {
+                return None;
+            }
+            u16::from_str_radix(local.rsplit(':').next()?, 16).ok()
+        })
+}
+
 fn signal(pid: u32, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &pid.to_string()])
@@ -276,10 +325,9 @@ fn signal(pid: u32, name: &str) {
     assert!(status.success(), "kill -{name} {pid} failed");
 }
 
-/// Ports handed to services come from below the kernel's ephemeral range
-/// (32768 and up by default): a port the kernel picked for `bind(0)` could be
-/// taken by an outgoing connection, or another `bind(0)`, before the service
-/// binds it.
+/// Ports for tests that need one nobody listens on (a broker or upstream that
+/// is down) come from below the kernel's ephemeral range (32768 and up by
+/// default), where no `bind(0)` of a service lands.
 const SERVICE_PORTS: std::ops::Range<u16> = 15_000..32_000;
 
 /// A TCP port free on loopback, never handed out twice by this process.
@@ -457,7 +505,9 @@ impl Platform {
             &self.vhost,
             &self.options,
             extra_env,
-            &self.log_dir.join(format!("worker-{}", free_port())),
+            &self
+                .log_dir
+                .join(format!("worker-{}", uuid::Uuid::new_v4().simple())),
         );
         worker.wait_healthy().await;
         worker
@@ -472,7 +522,9 @@ impl Platform {
             &self.vhost,
             &self.options,
             &[self.backend_db.env()],
-            &self.log_dir.join(format!("backend-{}", free_port())),
+            &self
+                .log_dir
+                .join(format!("backend-{}", uuid::Uuid::new_v4().simple())),
         );
         backend.wait_healthy().await;
         backend
@@ -511,19 +563,24 @@ impl Platform {
         timeout: Duration,
         done: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let body = self.get_task(id).await;
-            if done(&body) {
-                return body;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "task {id} not in the expected state after {timeout:?}: {body}\nworker log:\n{}",
-                self.worker.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        crate::eventually(
+            timeout,
+            crate::Lazy(|| {
+                format!(
+                    "task {id} in the expected state; worker log:\n{}",
+                    self.worker.logs()
+                )
+            }),
+            || async {
+                let body = self.get_task(id).await;
+                if done(&body) {
+                    Ok(body)
+                } else {
+                    Err(body.to_string())
+                }
+            },
+        )
+        .await
     }
 
     /// Polls the task until it is `succeeded` or `failed`.
@@ -538,11 +595,12 @@ impl Platform {
     /// task queue when it subscribes; a message published to a queue that does
     /// not exist yet is dropped by the broker).
     pub async fn wait_for_queue(&self, queue: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.vhost.queue_depth(queue).is_none() {
-            assert!(Instant::now() < deadline, "queue {queue} never declared");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        crate::eventually(
+            Duration::from_secs(20),
+            format!("queue {queue} declared"),
+            || std::future::ready(self.vhost.queue_depth(queue).is_some()),
+        )
+        .await;
     }
 
     /// Polls the task until a worker has it in hand (`processing`).

@@ -8,7 +8,7 @@ use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use serde_json::Value;
@@ -108,22 +108,25 @@ impl Prometheus {
     }
 
     async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("prometheus exited ({status}):\n{}", self.logs());
-            }
-            let ready = self.http.get(format!("{}/-/ready", self.url)).send().await;
-            if ready.is_ok_and(|r| r.status().is_success()) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus not ready after 30 s:\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let ready = format!("{}/-/ready", self.url);
+        let (http, log_path) = (&self.http, &self.log_path);
+        let child = &mut self.child;
+        crate::eventually(
+            Duration::from_secs(30),
+            crate::Lazy(|| {
+                let log = std::fs::read_to_string(log_path).unwrap_or_default();
+                format!("prometheus ready; log:\n{log}")
+            }),
+            || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let log = std::fs::read_to_string(log_path).unwrap_or_default();
+                    panic!("prometheus exited ({status}):\n{log}");
+                }
+                let probe = http.get(&ready).send();
+                async move { probe.await.is_ok_and(|r| r.status().is_success()) }
+            },
+        )
+        .await;
     }
 
     /// What Prometheus logged so far.
@@ -175,18 +178,15 @@ impl Prometheus {
         timeout: Duration,
         done: impl Fn(&[Sample]) -> bool,
     ) -> Vec<Sample> {
-        let deadline = Instant::now() + timeout;
-        loop {
+        crate::eventually(timeout, format!("{expr} as expected"), || async {
             let result = self.query(expr).await;
             if done(&result) {
-                return result;
+                Ok(result)
+            } else {
+                Err(format!("{result:?}"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "{expr}: still {result:?} after {timeout:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        })
+        .await
     }
 
     /// Waits until Prometheus has scraped every target after `moment`, so
@@ -239,19 +239,19 @@ impl Prometheus {
     /// Waits until `count` targets are active and all of them up; panics
     /// with the targets and Prometheus's log after `timeout`.
     pub async fn wait_for_targets_up(&self, count: usize, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let targets = self.targets().await;
-            if targets.len() == count && targets.iter().all(|t| t.health == "up") {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "targets not all up: {targets:?}\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        crate::eventually(
+            timeout,
+            crate::Lazy(|| format!("{count} targets up; log:\n{}", self.logs())),
+            || async {
+                let targets = self.targets().await;
+                if targets.len() == count && targets.iter().all(|t| t.health == "up") {
+                    Ok(())
+                } else {
+                    Err(format!("{targets:?}"))
+                }
+            },
+        )
+        .await;
     }
 
     /// Every active scrape target.

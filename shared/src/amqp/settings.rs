@@ -45,4 +45,16 @@ impl BrokerSettings {
             publish_timeout: env_millis("PUBLISH_TIMEOUT_MS", 4_000, 100, 60_000)?,
         })
     }
+
+    /// The defaults, with RabbitMQ at `amqp_url` (for services built in
+    /// process, e.g. by tests).
+    pub fn for_url(amqp_url: &str) -> Self {
+        Self {
+            amqp_url: SecretUrl::new(amqp_url),
+            task_queue: DEFAULT_TASK_QUEUE.to_string(),
+            result_queue: DEFAULT_RESULT_QUEUE.to_string(),
+            queue_type: QueueType::Classic,
+            publish_timeout: Duration::from_millis(4_000),
+        }
+    }
 }

@@ -3,8 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use e2e_tests::{Platform, PlatformOptions};
+use e2e_tests::{eventually, Platform, PlatformOptions};
 use serde_json::{json, Value};
+use sqlx::Connection;
 
 async fn post(platform: &Platform, task: Value) -> reqwest::Response {
     platform
@@ -47,19 +48,18 @@ async fn during_a_broker_outage_posts_get_503_readiness_drops_and_everything_rec
 
     // Readiness drops, liveness stays.
     let http = &platform.http;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let readiness = || async {
         let backend = status_of(http, format!("{}/ready", platform.backend.url())).await;
         let worker = status_of(http, format!("{}/ready", platform.worker.url())).await;
-        if backend == 503 && worker == 503 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ready: backend {backend}, worker {worker}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        format!("backend {backend}, worker {worker}")
+    };
+    eventually(Duration::from_secs(10), "both not ready", || async {
+        let seen = readiness().await;
+        (seen == "backend 503, worker 503")
+            .then_some(())
+            .ok_or(seen)
+    })
+    .await;
     for service in [&platform.backend, &platform.worker, &platform.gateway] {
         assert_eq!(
             status_of(http, format!("{}/health", service.url())).await,
@@ -87,19 +87,13 @@ async fn during_a_broker_outage_posts_get_503_readiness_drops_and_everything_rec
     platform.vhost.grant_access();
 
     // Everyone reconnects by themselves...
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let backend = status_of(http, format!("{}/ready", platform.backend.url())).await;
-        let worker = status_of(http, format!("{}/ready", platform.worker.url())).await;
-        if backend == 200 && worker == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not ready again: backend {backend}, worker {worker}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(Duration::from_secs(30), "both ready again", || async {
+        let seen = readiness().await;
+        (seen == "backend 200, worker 200")
+            .then_some(())
+            .ok_or(seen)
+    })
+    .await;
     // ...the tasks accepted before the outage complete...
     for id in &accepted {
         let task = platform.wait_for_task(id, Duration::from_secs(30)).await;
@@ -117,6 +111,15 @@ async fn during_a_broker_outage_posts_get_503_readiness_drops_and_everything_rec
         .wait_for_task(body["id"].as_str().unwrap(), Duration::from_secs(30))
         .await;
     assert_eq!(task["status"], "succeeded");
+    // The refused tasks were removed again: only the accepted ones exist.
+    let mut db = sqlx::sqlite::SqliteConnection::connect(platform.backend_db.url())
+        .await
+        .unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(stored as usize, accepted.len() + 1, "no row for a 503");
 
     // State changes are logged once per outage, not once per message or per
     // consumer actor.
@@ -169,24 +172,19 @@ async fn a_worker_killed_mid_task_loses_nothing_its_tasks_are_redelivered() {
     }
     // The replacement saw at least one message again (its span ends after
     // the ack, a moment after the status the test saw).
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let redelivered = platform
-            .collector
-            .spans()
-            .into_iter()
-            .filter(|s| s.name == "process task_queue")
-            .filter(|s| s.attr("messaging.message.redelivered") == Some("true"))
-            .count();
-        if redelivered >= 1 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no redelivered message was processed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        "a redelivered message processed",
+        || async {
+            platform
+                .collector
+                .spans()
+                .iter()
+                .filter(|s| s.name == "process task_queue")
+                .any(|s| s.attr("messaging.message.redelivered") == Some("true"))
+        },
+    )
+    .await;
     assert_eq!(platform.vhost.queue_depth("task_queue"), Some(0));
 }
 

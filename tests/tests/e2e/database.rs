@@ -6,9 +6,10 @@
 use std::time::{Duration, Instant};
 
 use e2e_tests::{
+    eventually,
     platform::bin_dir,
     trace::{assert_attr, assert_kind},
-    DbKind, Platform, PlatformOptions, PrivatePostgres, Service, ServiceProcess, SpanKind,
+    DbKind, Lazy, Platform, PlatformOptions, PrivatePostgres, Service, ServiceProcess, SpanKind,
 };
 use serde_json::{json, Value};
 use sqlx::{postgres::PgConnection, Connection, Executor, Row};
@@ -50,18 +51,17 @@ async fn wait_all_succeeded(
 ) {
     let deadline = Instant::now() + Duration::from_secs(60);
     for id in ids {
-        loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let what = Lazy(|| format!("task {id} succeeded; logs:\n{}", logs()));
+        eventually(left, what, || async {
             let (status, body) = get_task(http, base, id).await;
             if status == 200 && body["status"] == "succeeded" {
-                break;
+                Ok(())
+            } else {
+                Err(format!("{status} {body}"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "task {id} not succeeded: {status} {body}\nlogs:\n{}",
-                logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await;
     }
 }
 
@@ -255,21 +255,19 @@ async fn a_database_outage_answers_503_drops_readiness_and_loses_no_task() {
 
     server.start_again();
     // The pool reconnects by itself.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let response = post(&http, &platform.url(""), &json!({"type": "echo"})).await;
-        if response.status() == 202 {
-            let body: Value = response.json().await.unwrap();
-            ids.push(body["id"].as_str().unwrap().to_string());
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "POST still {} after the database is back",
-            response.status()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let accepted: Value = eventually(
+        Duration::from_secs(20),
+        "a 202 after the database is back",
+        || async {
+            let response = post(&http, &platform.url(""), &json!({"type": "echo"})).await;
+            match response.status().as_u16() {
+                202 => Ok(response.json().await.unwrap()),
+                status => Err(format!("{status}")),
+            }
+        },
+    )
+    .await;
+    ids.push(accepted["id"].as_str().unwrap().to_string());
     wait_all_succeeded(&http, &backend, &ids, || platform.backend.logs()).await;
     let ready = http.get(format!("{backend}/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
@@ -526,16 +524,18 @@ async fn tasks_past_their_retention_are_deleted_by_the_periodic_clean_up() {
     let accepted = platform.post_task(json!({"type": "echo"})).await;
     let id = accepted["id"].as_str().unwrap();
     platform.wait_for_task(id, Duration::from_secs(20)).await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (status, body) = get_task(&platform.http, &platform.url(""), id).await;
-        if status == 404 {
-            assert_eq!(body["error"]["code"], "task_not_found");
-            break;
-        }
-        assert!(Instant::now() < deadline, "task {id} still there: {body}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let gone = eventually(
+        Duration::from_secs(15),
+        format!("task {id} deleted"),
+        || async {
+            match get_task(&platform.http, &platform.url(""), id).await {
+                (404, body) => Ok(body),
+                (status, body) => Err(format!("{status} {body}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(gone["error"]["code"], "task_not_found");
     let logs = platform.backend.logs();
     assert!(
         logs.contains("deleted tasks past their retention"),

@@ -27,7 +27,7 @@ async fn the_healthcheck_flag_probes_the_service_on_its_configured_port() {
     );
     product.wait_healthy().await;
     assert!(
-        healthcheck(product.port),
+        healthcheck(product.port()),
         "healthy service reported unhealthy"
     );
     assert!(!healthcheck(free_port()), "nothing listening, yet healthy");

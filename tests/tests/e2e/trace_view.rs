@@ -77,15 +77,11 @@ impl Viewer {
 
     /// Waits until the output holds something `ready` accepts.
     async fn wait_for(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        e2e_tests::eventually(Duration::from_secs(30), what, || {
             let text = self.text();
-            if ready(&text) {
-                return text;
-            }
-            assert!(Instant::now() < deadline, "no {what} in:\n{text}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            std::future::ready(if ready(&text) { Ok(text) } else { Err(text) })
+        })
+        .await
     }
 
     fn is_running(&mut self) -> bool {

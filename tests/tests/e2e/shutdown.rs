@@ -36,15 +36,12 @@ async fn sigterm_to_the_worker_finishes_the_task_in_hand_starts_no_other_and_flu
     platform.worker.terminate();
     // A task that arrives once the worker is draining is not started, even
     // though the consumer has room for it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !platform.worker.logs().contains("shutdown requested") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            platform.worker.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    e2e_tests::eventually(
+        Duration::from_secs(5),
+        e2e_tests::Lazy(|| format!("the worker logs the signal:\n{}", platform.worker.logs())),
+        || std::future::ready(platform.worker.logs().contains("shutdown requested")),
+    )
+    .await;
     let second = platform
         .post_task(json!({"type": "sleep", "payload": {"ms": 10}}))
         .await;

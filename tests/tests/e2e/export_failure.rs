@@ -82,14 +82,12 @@ async fn with_the_collector_gone_requests_stay_fast_memory_stays_bounded_and_the
     let product = start_product("collector-down", &collector.grpc_endpoint(), &[]).await;
     // Export works to begin with.
     let healthy = hammer(&product, 300).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while collector.spans().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "no spans before the collector went down"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    e2e_tests::eventually(
+        Duration::from_secs(20),
+        "spans before the collector goes down",
+        || std::future::ready(!collector.spans().is_empty()),
+    )
+    .await;
 
     collector.stop();
     hammer(&product, 300).await;

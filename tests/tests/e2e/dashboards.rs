@@ -56,7 +56,7 @@ fn prometheus_config(services: &[&ServiceProcess]) -> Value {
                 .iter()
                 .find(|s| s.service.service_name() == name)
                 .unwrap_or_else(|| panic!("job {name} is no service's service.name"));
-            format!("127.0.0.1:{}", service.port)
+            format!("127.0.0.1:{}", service.port())
         };
         let job = job.as_mapping_mut().expect("scrape config");
         job.remove("dns_sd_configs");
