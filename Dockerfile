@@ -14,14 +14,19 @@ COPY gateway/Cargo.toml gateway/
 COPY backend/Cargo.toml backend/
 COPY product/Cargo.toml product/
 COPY worker/Cargo.toml worker/
+COPY trace-view/Cargo.toml trace-view/
+COPY loadgen/Cargo.toml loadgen/
 COPY tests/Cargo.toml tests/
 RUN for crate in shared tests; do mkdir -p "$crate/src" && touch "$crate/src/lib.rs"; done \
- && for svc in gateway backend product worker; do \
+ && for svc in gateway backend product worker trace-view; do \
       mkdir -p "$svc/src" && touch "$svc/src/lib.rs" && echo 'fn main() {}' > "$svc/src/main.rs"; \
     done \
+ && mkdir -p loadgen/src/bin && echo 'fn main() {}' > loadgen/src/main.rs \
+ && echo 'fn main() {}' > loadgen/src/bin/broker_ceiling.rs \
  && cargo build --release --locked -p gateway -p backend -p product -p worker \
  && rm -rf shared/src gateway/src backend/src product/src worker/src
-# (tests/ keeps its stub: it is a workspace member, but no image needs it.)
+# (tests/, trace-view/ and loadgen/ keep their stubs: they are workspace
+# members, but no image needs them.)
 
 # 2. The sources: only our crates recompile.
 COPY shared shared

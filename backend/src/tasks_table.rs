@@ -24,7 +24,7 @@ use sqlx::{any::AnyRow, AnyConnection, Row};
 use uuid::Uuid;
 
 /// A task as `GET /api/tasks/{id}` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TaskRecord {
     /// Task id.
     pub id: Uuid,
@@ -37,6 +37,7 @@ pub struct TaskRecord {
     pub attempts: u32,
     /// Result of a succeeded task.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
     /// Error of a failed task (or of the last attempt, while it is retried).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -12,7 +12,10 @@ use shared::{
 
 use crate::{
     config::Config,
-    routes::proxy::{self, Upstream, Upstreams},
+    routes::{
+        openapi,
+        proxy::{self, Upstream, Upstreams},
+    },
 };
 
 /// The gateway, bound, not yet serving.
@@ -29,6 +32,10 @@ impl Application {
             timeout: config.upstream_timeout,
         });
         let timeout = config.upstream_timeout;
+        // A document that does not serialise is a bug found at start-up.
+        let document = web::Data::new(
+            openapi::OpenApiJson::new().map_err(|err| std::io::Error::other(err.to_string()))?,
+        );
         let (observability, ()) = Observability::new(|_| ());
         let server = BoundServer::bind(config.port, |listener| {
             Ok(HttpServer::new(move || {
@@ -41,6 +48,8 @@ impl Application {
                     .app()
                     .app_data(upstreams.clone())
                     .app_data(web::Data::new(client))
+                    .app_data(document.clone())
+                    .configure(openapi::configure)
                     .configure(proxy::configure)
             })
             .disable_signals()

@@ -6,7 +6,7 @@ use shared::db::{Database, DbError, Statement};
 use sqlx::{any::AnyRow, Row};
 
 /// One product.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Product {
     /// Stable id.
     pub id: u32,
@@ -21,7 +21,7 @@ pub struct Product {
 }
 
 /// One page of products and how many matched in all.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ProductPage {
     /// The products on this page.
     pub items: Vec<Product>,

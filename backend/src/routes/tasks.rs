@@ -3,22 +3,46 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use lapin::types::AMQPValue;
 use opentelemetry::trace::{Status, TraceContextExt};
-use serde_json::json;
+use serde::Serialize;
 use shared::{
     amqp::{Publish, PublishError},
-    http::{only, read_json, ApiError, ErrorCode},
+    http::{only, read_json, ApiError, ErrorBody, ErrorCode},
     metrics,
-    task::{InvalidTask, TaskMessage, TaskRequest, ATTEMPT_HEADER},
+    task::{InvalidTask, TaskMessage, TaskRequest, TaskStatus, ATTEMPT_HEADER},
     TracedSend,
 };
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::{
     actors::{GetTask, InsertTask, RemoveTask, StoreError},
     startup::AppState,
+    tasks_table::TaskRecord,
 };
+
+/// The task API's part of the OpenAPI document (the gateway serves the
+/// whole document at `/api/openapi.json`).
+#[derive(OpenApi)]
+#[openapi(
+    paths(create_task, get_task),
+    components(schemas(TaskRequest, TaskAccepted, TaskRecord, ErrorBody)),
+    tags((name = "tasks", description = "Tasks run asynchronously by the worker"))
+)]
+pub struct TasksApi;
+
+/// The 202 answer to `POST /api/tasks`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskAccepted {
+    /// The task id.
+    pub id: Uuid,
+    /// Always `queued`: stored, and confirmed by the broker.
+    pub status: TaskStatus,
+    /// The trace the request belongs to (32 hex digits): look it up in
+    /// Jaeger or `trace-view`.
+    pub trace_id: String,
+}
 
 /// Registers the task routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -77,6 +101,25 @@ fn refused(err: InvalidTask) -> ApiError {
     ApiError::new(code, err.to_string())
 }
 
+/// Accepts a task: stores it as `queued` and publishes it to the task queue.
+///
+/// Answers only once the broker confirmed the persistent message; a task
+/// that gets no 202 does not exist.
+#[utoipa::path(
+    post,
+    path = "/api/tasks",
+    tag = "tasks",
+    request_body(content = TaskRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Stored and queued", body = TaskAccepted,
+            headers(("Location" = String, description = "Where the task can be read"))),
+        (status = 400, description = "`invalid_json`, `invalid_body`, `missing_type`, `invalid_type`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over 64 KiB", body = ErrorBody),
+        (status = 422, description = "`unknown_task_type`, `invalid_payload`", body = ErrorBody),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`broker_unavailable`, `storage_unavailable`", body = ErrorBody),
+    )
+)]
 async fn create_task(
     req: HttpRequest,
     body: web::Payload,
@@ -98,7 +141,11 @@ async fn create_task(
     }
     Ok(HttpResponse::Accepted()
         .insert_header(("Location", format!("/api/tasks/{id}")))
-        .json(json!({"id": id, "status": "queued", "trace_id": trace_id})))
+        .json(TaskAccepted {
+            id,
+            status: TaskStatus::Queued,
+            trace_id,
+        }))
 }
 
 /// Records the task as queued, then publishes it; if the broker does not
@@ -156,6 +203,19 @@ async fn remove_later(store: actix::Addr<crate::actors::TaskStore>, id: Uuid) {
     tracing::error!(task.id = %id, "gave up removing an unpublished task; the retention clean-up will");
 }
 
+/// A task's status, and its result or error once it has one.
+#[utoipa::path(
+    get,
+    path = "/api/tasks/{id}",
+    tag = "tasks",
+    params(("id" = String, Path, description = "The task id from the 202")),
+    responses(
+        (status = 200, description = "The task", body = TaskRecord),
+        (status = 404, description = "`task_not_found` (never accepted, or past its retention)", body = ErrorBody),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`", body = ErrorBody),
+    )
+)]
 async fn get_task(
     path: web::Path<String>,
     state: web::Data<AppState>,

@@ -1,3 +1,4 @@
 //! HTTP routes of the gateway.
 
+pub mod openapi;
 pub mod proxy;

@@ -5,16 +5,33 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use shared::{
     db::DbError,
-    http::{only, ApiError, ErrorCode},
+    http::{only, ApiError, ErrorBody, ErrorCode},
     TracedSend,
 };
+use utoipa::{IntoParams, OpenApi};
 
-use crate::actors::{CatalogActor, GetProduct, ListProducts};
+use crate::{
+    actors::{CatalogActor, GetProduct, ListProducts},
+    products_table::{Product, ProductPage},
+};
+
+/// The catalog's part of the OpenAPI document (the gateway serves the whole
+/// document at `/api/openapi.json`).
+#[derive(OpenApi)]
+#[openapi(
+    paths(list_products, get_product),
+    components(schemas(Product, ProductPage, ErrorBody)),
+    tags((name = "products", description = "The product catalog"))
+)]
+pub struct CatalogApi;
 
 /// Page size when `limit` is not given.
 pub const DEFAULT_LIMIT: usize = 20;
 /// Largest page.
 pub const MAX_LIMIT: usize = 100;
+/// Largest offset: what a database's `OFFSET` takes (a signed 64-bit
+/// integer); the document says so too (`maximum` on `offset`).
+pub const MAX_OFFSET: usize = i64::MAX as usize;
 
 /// Registers the product routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -30,14 +47,34 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-#[derive(Debug, Deserialize)]
+/// The query of `GET /api/products`; any other parameter is a 400.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only products of this category.
     category: Option<String>,
+    /// Page size (20 by default).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
+    /// How many matching products to skip (0 by default).
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)] // MAX_OFFSET
     offset: Option<usize>,
 }
 
+/// A page of the catalog, in id order, with the number of matches in all.
+#[utoipa::path(
+    get,
+    path = "/api/products",
+    tag = "products",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page", body = ProductPage),
+        (status = 400, description = "`invalid_query`: a parameter out of range, malformed or unknown", body = ErrorBody),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`", body = ErrorBody),
+    )
+)]
 async fn list_products(
     query: web::Query<ListQuery>,
     catalog: web::Data<Addr<CatalogActor>>,
@@ -50,11 +87,18 @@ async fn list_products(
             format!("limit must be between 1 and {MAX_LIMIT}"),
         ));
     }
+    let offset = query.offset.unwrap_or(0);
+    if offset > MAX_OFFSET {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("offset must be between 0 and {MAX_OFFSET}"),
+        ));
+    }
     let page = catalog
         .send_traced(ListProducts {
             category: query.category.filter(|c| !c.is_empty()),
             limit,
-            offset: query.offset.unwrap_or(0),
+            offset,
         })
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
@@ -62,6 +106,19 @@ async fn list_products(
     Ok(HttpResponse::Ok().json(page))
 }
 
+/// One product.
+#[utoipa::path(
+    get,
+    path = "/api/products/{id}",
+    tag = "products",
+    params(("id" = u32, Path, description = "The product id")),
+    responses(
+        (status = 200, description = "The product", body = Product),
+        (status = 404, description = "`product_not_found`", body = ErrorBody),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`", body = ErrorBody),
+    )
+)]
 async fn get_product(
     path: web::Path<String>,
     catalog: web::Data<Addr<CatalogActor>>,

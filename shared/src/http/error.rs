@@ -4,10 +4,12 @@
 //! their own typed errors into an [`ApiError`] once, in `From` impls.
 
 use actix_web::{http::StatusCode, HttpResponse, ResponseError};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Every error code of the API, with its HTTP status (README: API, Errors).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// 400: the body is not JSON.
     InvalidJson,
@@ -147,14 +149,62 @@ impl ApiError {
     }
 }
 
+/// The JSON body of every error response: what an [`ApiError`] becomes,
+/// and its schema in the OpenAPI document.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The `error` object of an [`ErrorBody`].
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable; decides the status.
+    pub code: ErrorCode,
+    /// A human-readable explanation.
+    pub message: String,
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status()).json(json!({
-            "error": {"code": self.code.as_str(), "message": self.message}
-        }))
+        HttpResponse::build(self.status()).json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message.clone(),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use utoipa::{openapi::schema::Schema, openapi::RefOr, PartialSchema};
+
+    #[test]
+    fn every_code_in_the_document_is_the_code_in_the_body() {
+        // The schema's enum lists every variant (derived from the enum).
+        let RefOr::T(Schema::Object(schema)) = ErrorCode::schema() else {
+            panic!("ErrorCode is a string enum");
+        };
+        let names = schema.enum_values.expect("enum values");
+        assert_eq!(names.len(), 19);
+        for name in names {
+            let code: ErrorCode = serde_json::from_value(name.clone()).unwrap();
+            assert_eq!(name, code.as_str(), "{code:?}");
+            let body = serde_json::to_value(ErrorBody {
+                error: ErrorDetail {
+                    code,
+                    message: "m".into(),
+                },
+            })
+            .unwrap();
+            assert_eq!(body["error"]["code"], code.as_str());
+        }
     }
 }

@@ -17,7 +17,7 @@ use prometheus_client::registry::Registry;
 use metrics::{metrics_endpoint, HttpMetrics, MetricsRegistry};
 
 pub use body::{read_body, read_json, MAX_BODY_BYTES};
-pub use error::{ApiError, ErrorCode};
+pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail};
 pub use server_span::ServerSpan;
 pub use trace_response::{trace_response, traceresponse_value};
 

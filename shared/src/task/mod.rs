@@ -9,6 +9,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 pub mod kinds;
+mod schema;
 
 pub use kinds::{Cancelled, Kind, TaskSpec, TaskType, HASH_MAX_ROUNDS, SLEEP_MAX_MS};
 
@@ -128,8 +129,7 @@ impl TaskRequest {
 pub fn injected_failures(payload: &Value) -> Result<u32, InvalidTask> {
     match payload.get("fail_times") {
         None | Some(Value::Null) => Ok(0),
-        Some(n) => n
-            .as_u64()
+        Some(n) => kinds::whole_number(n)
             .filter(|n| *n <= MAX_FAIL_TIMES)
             .map(|n| n as u32)
             .ok_or_else(|| {
@@ -178,7 +178,7 @@ impl TaskMessage {
 }
 
 /// Where a task stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskStatus {
     /// Accepted and confirmed by the broker, not yet picked up.

@@ -578,3 +578,25 @@ fn the_dockerfile_builds_with_a_toolchain_the_workspace_supports() {
         "the Dockerfile builds with rust {toolchain}, the workspace needs {msrv}"
     );
 }
+
+#[test]
+fn the_dockerfile_copies_every_workspace_members_manifest() {
+    // Cargo refuses a workspace with a member's manifest missing: the
+    // dependency layer needs all of them, images or not.
+    let manifest = read_repo_file("Cargo.toml");
+    let members = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("members = "))
+        .expect("workspace members");
+    let dockerfile = read_repo_file("Dockerfile");
+    for member in members
+        .trim_matches(['[', ']'])
+        .split(',')
+        .map(|m| m.trim().trim_matches('"'))
+    {
+        assert!(
+            dockerfile.contains(&format!("COPY {member}/Cargo.toml {member}/")),
+            "the Dockerfile does not copy {member}/Cargo.toml"
+        );
+    }
+}

@@ -17,6 +17,7 @@ mod healthcheck;
 mod k8s_environment;
 mod loadgen;
 mod metrics;
+mod openapi;
 mod products;
 mod python_interop;
 mod retries;

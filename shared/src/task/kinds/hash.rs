@@ -5,8 +5,9 @@
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
-use super::{Cancelled, Kind};
+use super::{whole_number, Cancelled, Kind};
 
 /// Most SHA-256 rounds a `hash` task may ask for.
 pub const HASH_MAX_ROUNDS: u64 = 100_000;
@@ -33,14 +34,35 @@ impl Kind for Hash {
             .to_string();
         let rounds = match payload.get("rounds") {
             None => 1,
-            Some(rounds) => rounds
-                .as_u64()
+            Some(rounds) => whole_number(rounds)
                 .filter(|r| (1..=HASH_MAX_ROUNDS).contains(r))
                 .ok_or_else(|| {
                     format!("\"rounds\" must be an integer from 1 to {HASH_MAX_ROUNDS}")
                 })?,
         };
         Ok(HashPayload { data, rounds })
+    }
+
+    fn payload_schema() -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property(
+                "data",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("What to hash (its UTF-8 bytes).")),
+            )
+            .required("data")
+            .property(
+                "rounds",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .maximum(Some(HASH_MAX_ROUNDS))
+                    .default(Some(1.into()))
+                    .description(Some("How many times to hash (1 by default).")),
+            )
+            .build()
     }
 
     async fn run(payload: HashPayload) -> Result<Value, Cancelled> {

@@ -11,6 +11,7 @@
 use std::{fmt::Debug, future::Future};
 
 use serde_json::Value;
+use utoipa::openapi::schema::Object;
 
 pub use hash::{hash_rounds, HASH_MAX_ROUNDS};
 pub use sleep::SLEEP_MAX_MS;
@@ -24,8 +25,22 @@ pub trait Kind {
     /// Parses and checks `payload` (a JSON object); the error says what is
     /// wrong with it.
     fn parse(payload: &Value) -> Result<Self::Payload, String>;
+    /// What `parse` accepts, as a JSON schema (for the OpenAPI document);
+    /// written next to `parse` so that the two change together.
+    fn payload_schema() -> Object;
     /// Runs the task; its result body.
     fn run(payload: Self::Payload) -> impl Future<Output = Result<Value, Cancelled>> + Send;
+}
+
+/// A whole number from 0 up, written either way JSON allows: `5` or `5.0`
+/// (JSON Schema's `integer` accepts both, and so do the payloads).
+pub fn whole_number(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|n| n.fract() == 0.0 && *n >= 0.0 && *n <= u64::MAX as f64)
+            .map(|n| n as u64)
+    })
 }
 
 /// The task could not run to its end (the service is stopping).
@@ -52,6 +67,13 @@ macro_rules! task_kinds {
             pub fn as_str(self) -> &'static str {
                 match self {
                     $(Self::$variant => <$module::$kind as Kind>::NAME,)+
+                }
+            }
+
+            /// The payload schema of this type.
+            pub fn payload_schema(self) -> Object {
+                match self {
+                    $(Self::$variant => <$module::$kind as Kind>::payload_schema(),)+
                 }
             }
         }

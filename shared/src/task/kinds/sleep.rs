@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
-use super::{Cancelled, Kind};
+use super::{whole_number, Cancelled, Kind};
 
 /// Longest sleep a `sleep` task may ask for.
 pub const SLEEP_MAX_MS: u64 = 10_000;
@@ -26,11 +27,26 @@ impl Kind for Sleep {
     fn parse(payload: &Value) -> Result<SleepPayload, String> {
         let ms = payload
             .get("ms")
-            .ok_or("sleep needs \"ms\"")?
-            .as_u64()
+            .ok_or("sleep needs \"ms\"")
+            .map(whole_number)?
             .filter(|ms| *ms <= SLEEP_MAX_MS)
             .ok_or_else(|| format!("\"ms\" must be an integer from 0 to {SLEEP_MAX_MS}"))?;
         Ok(SleepPayload { ms })
+    }
+
+    fn payload_schema() -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property(
+                "ms",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0))
+                    .maximum(Some(SLEEP_MAX_MS))
+                    .description(Some("How long to sleep, in milliseconds.")),
+            )
+            .required("ms")
+            .build()
     }
 
     async fn run(payload: SleepPayload) -> Result<Value, Cancelled> {

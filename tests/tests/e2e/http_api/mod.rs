@@ -3,6 +3,7 @@
 //! so each test takes milliseconds plus its database and vhost.
 
 mod gateway;
+mod openapi;
 mod products;
 mod tasks;
 
