@@ -45,30 +45,43 @@ async fn during_a_broker_outage_posts_get_503_readiness_drops_and_everything_rec
     platform
         .vhost
         .close_all_connections("e2e: simulated broker outage");
+    readiness_becomes(&platform, 503, Duration::from_secs(10)).await;
+    services_stay_alive_and_refuse_tasks_with_503(&platform).await;
 
-    // Readiness drops, liveness stays.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    platform.vhost.grant_access();
+    readiness_becomes(&platform, 200, Duration::from_secs(30)).await;
+    accepted.push(every_accepted_task_completes_and_new_work_flows(&platform, &accepted).await);
+    only_accepted_tasks_are_stored(&platform, accepted.len()).await;
+    the_outage_is_logged_once_per_service(&platform);
+}
+
+/// Backend and worker `/ready` both answer `status`.
+async fn readiness_becomes(platform: &Platform, status: u16, timeout: Duration) {
     let http = &platform.http;
-    let readiness = || async {
-        let backend = status_of(http, format!("{}/ready", platform.backend.url())).await;
-        let worker = status_of(http, format!("{}/ready", platform.worker.url())).await;
-        format!("backend {backend}, worker {worker}")
-    };
-    eventually(Duration::from_secs(10), "both not ready", || async {
-        let seen = readiness().await;
-        (seen == "backend 503, worker 503")
-            .then_some(())
-            .ok_or(seen)
-    })
+    eventually(
+        timeout,
+        format!("backend and worker ready: {status}"),
+        || async {
+            let backend = status_of(http, format!("{}/ready", platform.backend.url())).await;
+            let worker = status_of(http, format!("{}/ready", platform.worker.url())).await;
+            (backend == status && worker == status)
+                .then_some(())
+                .ok_or(format!("backend {backend}, worker {worker}"))
+        },
+    )
     .await;
+}
+
+/// Liveness stays; a POST gets a prompt 503, never a 202.
+async fn services_stay_alive_and_refuse_tasks_with_503(platform: &Platform) {
     for service in [&platform.backend, &platform.worker, &platform.gateway] {
-        assert_eq!(
-            status_of(http, format!("{}/health", service.url())).await,
-            200
-        );
+        let health = status_of(&platform.http, format!("{}/health", service.url())).await;
+        assert_eq!(health, 200);
     }
     for _ in 0..3 {
         let started = Instant::now();
-        let response = post(&platform, json!({"type": "echo", "payload": {}})).await;
+        let response = post(platform, json!({"type": "echo", "payload": {}})).await;
         assert_eq!(
             response.status(),
             503,
@@ -82,36 +95,33 @@ async fn during_a_broker_outage_posts_get_503_readiness_drops_and_everything_rec
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"]["code"], "broker_unavailable");
     }
+}
 
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    platform.vhost.grant_access();
-
-    // Everyone reconnects by themselves...
-    eventually(Duration::from_secs(30), "both ready again", || async {
-        let seen = readiness().await;
-        (seen == "backend 200, worker 200")
-            .then_some(())
-            .ok_or(seen)
-    })
-    .await;
-    // ...the tasks accepted before the outage complete...
-    for id in &accepted {
+/// The tasks accepted before the outage complete, and a new one does too;
+/// returns the new one's id.
+async fn every_accepted_task_completes_and_new_work_flows(
+    platform: &Platform,
+    accepted: &[String],
+) -> String {
+    for id in accepted {
         let task = platform.wait_for_task(id, Duration::from_secs(30)).await;
         assert_eq!(task["status"], "succeeded", "{task}");
     }
-    // ...and new work flows.
     let response = post(
-        &platform,
+        platform,
         json!({"type": "echo", "payload": {"after": "outage"}}),
     )
     .await;
     assert_eq!(response.status(), 202);
     let body: Value = response.json().await.unwrap();
-    let task = platform
-        .wait_for_task(body["id"].as_str().unwrap(), Duration::from_secs(30))
-        .await;
+    let id = body["id"].as_str().unwrap().to_string();
+    let task = platform.wait_for_task(&id, Duration::from_secs(30)).await;
     assert_eq!(task["status"], "succeeded");
-    // The refused tasks were removed again: only the accepted ones exist.
+    id
+}
+
+/// The tasks refused with 503 were removed again: only accepted ones exist.
+async fn only_accepted_tasks_are_stored(platform: &Platform, accepted: usize) {
     let mut db = sqlx::sqlite::SqliteConnection::connect(platform.backend_db.url())
         .await
         .unwrap();
@@ -119,10 +129,12 @@ async fn during_a_broker_outage_posts_get_503_readiness_drops_and_everything_rec
         .fetch_one(&mut db)
         .await
         .unwrap();
-    assert_eq!(stored as usize, accepted.len() + 1, "no row for a 503");
+    assert_eq!(stored as usize, accepted, "no row for a 503");
+}
 
-    // State changes are logged once per outage, not once per message or per
-    // consumer actor.
+/// State changes are logged once per outage, not once per message or per
+/// consumer actor.
+fn the_outage_is_logged_once_per_service(platform: &Platform) {
     for service in [&platform.backend, &platform.worker] {
         let logs = service.logs();
         let count = |needle: &str| logs.matches(needle).count();

@@ -63,10 +63,31 @@ async fn metrics_after_real_traffic_have_the_values_that_traffic_implies() {
         },
     )
     .await;
-    // Before any traffic, every task series exists at zero: rate() sees no
-    // increase in a series whose first sample is already 1.
+    every_task_series_starts_at_zero(&platform).await;
+    let trace_ids = send_known_traffic(&platform).await;
+
+    let gateway = scrape(&platform, &platform.gateway).await;
+    let product = scrape(&platform, &platform.product).await;
     let backend = scrape(&platform, &platform.backend).await;
     let worker = scrape(&platform, &platform.worker).await;
+    http_metrics_count_each_request_once(&gateway, &product, &backend, &trace_ids);
+    task_metrics_count_each_attempt(&backend, &worker);
+    // Probes and scrapes (these scrapes included) are not counted as traffic.
+    for text in [&gateway, &backend, &product, &worker] {
+        for route in ["/health", "/ready", "/metrics"] {
+            assert!(
+                !text.contains(&format!("http_route=\"{route}\"")),
+                "{route} counted:\n{text}"
+            );
+        }
+    }
+}
+
+/// Before any traffic, every task series exists at zero: rate() sees no
+/// increase in a series whose first sample is already 1.
+async fn every_task_series_starts_at_zero(platform: &Platform) {
+    let backend = scrape(platform, &platform.backend).await;
+    let worker = scrape(platform, &platform.worker).await;
     for task_type in TaskType::ALL.iter().map(|t| t.as_str()) {
         let series = |name: &str| format!("{name}{{task_type=\"{task_type}\"}} 0\n");
         assert!(
@@ -88,7 +109,13 @@ async fn metrics_after_real_traffic_have_the_values_that_traffic_implies() {
     assert!(worker.contains(
         "task_processing_duration_seconds_count{task_type=\"sleep\",outcome=\"failed\"} 0\n"
     ));
+}
 
+/// Five tasks (two clean echoes, a sleep, an echo failing once, a hash
+/// failing past its attempts), a 400, three product lookups (one 404) and a
+/// sleep seen running (one consumer busy, then none); the trace ids of the
+/// accepted tasks.
+async fn send_known_traffic(platform: &Platform) -> Vec<String> {
     let tasks = [
         json!({"type": "echo", "payload": {"n": 1}}),
         json!({"type": "echo", "payload": {"n": 2}}),
@@ -131,7 +158,7 @@ async fn metrics_after_real_traffic_have_the_values_that_traffic_implies() {
     let running_id = running["id"].as_str().unwrap().to_string();
     trace_ids.push(running["trace_id"].as_str().unwrap().to_string());
     platform.wait_until_processing(&running_id).await;
-    let during = scrape(&platform, &platform.worker).await;
+    let during = scrape(platform, &platform.worker).await;
     assert_eq!(
         sample(&during, "worker_consumers_busy", &[]),
         1.0,
@@ -140,9 +167,24 @@ async fn metrics_after_real_traffic_have_the_values_that_traffic_implies() {
     platform
         .wait_for_task(&running_id, Duration::from_secs(30))
         .await;
+    // Busy until its acknowledgement, a moment after the status is visible.
+    e2e_tests::eventually(Duration::from_secs(5), "no consumer busy", || async {
+        let after = scrape(platform, &platform.worker).await;
+        sample(&after, "worker_consumers_busy", &[]) == 0.0
+    })
+    .await;
+    trace_ids
+}
 
+/// Gateway and services count every request once, by method, route and
+/// status; the gateway's latency buckets carry exemplars of real traces.
+fn http_metrics_count_each_request_once(
+    gateway: &str,
+    product: &str,
+    backend: &str,
+    trace_ids: &[String],
+) {
     let duration = "http_server_request_duration_seconds_count";
-    let gateway = scrape(&platform, &platform.gateway).await;
     let post = |status| {
         [
             ("http_request_method", "POST"),
@@ -150,8 +192,8 @@ async fn metrics_after_real_traffic_have_the_values_that_traffic_implies() {
             ("http_response_status_code", status),
         ]
     };
-    assert_eq!(sample(&gateway, duration, &post("202")), 6.0);
-    assert_eq!(sample(&gateway, duration, &post("400")), 1.0);
+    assert_eq!(sample(gateway, duration, &post("202")), 6.0);
+    assert_eq!(sample(gateway, duration, &post("400")), 1.0);
     let product_route = |status| {
         [
             ("http_request_method", "GET"),
@@ -159,8 +201,8 @@ async fn metrics_after_real_traffic_have_the_values_that_traffic_implies() {
             ("http_response_status_code", status),
         ]
     };
-    assert_eq!(sample(&gateway, duration, &product_route("200")), 2.0);
-    assert_eq!(sample(&gateway, duration, &product_route("404")), 1.0);
+    assert_eq!(sample(gateway, duration, &product_route("200")), 2.0);
+    assert_eq!(sample(gateway, duration, &product_route("404")), 1.0);
     // Latency buckets carry exemplars pointing at real traces.
     let exemplar_traces: Vec<&str> = gateway
         .lines()
@@ -173,40 +215,41 @@ async fn metrics_after_real_traffic_have_the_values_that_traffic_implies() {
         .iter()
         .all(|t| trace_ids.iter().any(|id| id == t)));
 
-    let product = scrape(&platform, &platform.product).await;
-    assert_eq!(sample(&product, duration, &product_route("200")), 2.0);
-    assert_eq!(sample(&product, duration, &product_route("404")), 1.0);
+    assert_eq!(sample(product, duration, &product_route("200")), 2.0);
+    assert_eq!(sample(product, duration, &product_route("404")), 1.0);
+    assert_eq!(sample(backend, duration, &post("202")), 6.0);
+}
 
-    let backend = scrape(&platform, &platform.backend).await;
-    assert_eq!(sample(&backend, duration, &post("202")), 6.0);
+/// Published per type in the backend; attempts, failures, retries, dead
+/// letters and durations per type and outcome in the worker.
+fn task_metrics_count_each_attempt(backend: &str, worker: &str) {
     assert_eq!(
-        sample(&backend, "tasks_published_total", &[("task_type", "echo")]),
+        sample(backend, "tasks_published_total", &[("task_type", "echo")]),
         3.0
     );
     assert_eq!(
-        sample(&backend, "tasks_published_total", &[("task_type", "sleep")]),
+        sample(backend, "tasks_published_total", &[("task_type", "sleep")]),
         2.0
     );
     assert_eq!(
-        sample(&backend, "tasks_published_total", &[("task_type", "hash")]),
+        sample(backend, "tasks_published_total", &[("task_type", "hash")]),
         1.0
     );
-    assert_eq!(sample(&backend, "messaging_broker_connected", &[]), 1.0);
+    assert_eq!(sample(backend, "messaging_broker_connected", &[]), 1.0);
 
-    let worker = scrape(&platform, &platform.worker).await;
     let echo = [("task_type", "echo")];
     let hash = [("task_type", "hash")];
     // echo: 2 clean + 1 failing once = 4 attempts, 1 failed, 1 retried
-    assert_eq!(sample(&worker, "tasks_processed_total", &echo), 4.0);
-    assert_eq!(sample(&worker, "tasks_failed_total", &echo), 1.0);
-    assert_eq!(sample(&worker, "tasks_retried_total", &echo), 1.0);
+    assert_eq!(sample(worker, "tasks_processed_total", &echo), 4.0);
+    assert_eq!(sample(worker, "tasks_failed_total", &echo), 1.0);
+    assert_eq!(sample(worker, "tasks_retried_total", &echo), 1.0);
     // hash failing 5 times with 2 attempts: 2 attempts, both failed, 1 retry, dead-lettered
-    assert_eq!(sample(&worker, "tasks_processed_total", &hash), 2.0);
-    assert_eq!(sample(&worker, "tasks_failed_total", &hash), 2.0);
-    assert_eq!(sample(&worker, "tasks_retried_total", &hash), 1.0);
+    assert_eq!(sample(worker, "tasks_processed_total", &hash), 2.0);
+    assert_eq!(sample(worker, "tasks_failed_total", &hash), 2.0);
+    assert_eq!(sample(worker, "tasks_retried_total", &hash), 1.0);
     assert_eq!(
         sample(
-            &worker,
+            worker,
             "tasks_dead_lettered_total",
             &[("reason", "max-attempts")]
         ),
@@ -215,7 +258,7 @@ async fn metrics_after_real_traffic_have_the_values_that_traffic_implies() {
     let processing = "task_processing_duration_seconds_count";
     assert_eq!(
         sample(
-            &worker,
+            worker,
             processing,
             &[("task_type", "sleep"), ("outcome", "succeeded")]
         ),
@@ -223,22 +266,12 @@ async fn metrics_after_real_traffic_have_the_values_that_traffic_implies() {
     );
     assert_eq!(
         sample(
-            &worker,
+            worker,
             processing,
             &[("task_type", "echo"), ("outcome", "failed")]
         ),
         1.0
     );
-    assert_eq!(sample(&worker, "worker_consumers", &[]), 2.0);
-    // Probes and scrapes (these scrapes included) are not counted as traffic.
-    for text in [&gateway, &backend, &product, &worker] {
-        for route in ["/health", "/ready", "/metrics"] {
-            assert!(
-                !text.contains(&format!("http_route=\"{route}\"")),
-                "{route} counted:\n{text}"
-            );
-        }
-    }
-    assert_eq!(sample(&worker, "worker_consumers_busy", &[]), 0.0);
-    assert_eq!(sample(&worker, "messaging_broker_connected", &[]), 1.0);
+    assert_eq!(sample(worker, "worker_consumers", &[]), 2.0);
+    assert_eq!(sample(worker, "messaging_broker_connected", &[]), 1.0);
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use e2e_tests::{
     trace::{assert_attr, assert_kind},
-    Platform, SpanKind,
+    Platform, ReceivedSpan, SpanKind, Trace,
 };
 use serde_json::{json, Value};
 
@@ -15,7 +15,27 @@ const INCOMING_SPAN: &str = "00f067aa0ba902b7";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_is_one_trace_from_the_gateway_through_rabbitmq_to_the_worker_and_back() {
     let platform = Platform::start("task-trace").await;
+    let (id, traceresponse) = post_a_hash_task_in_the_callers_trace(&platform).await;
+    let trace = platform
+        .collector
+        .wait_for_trace(INCOMING_TRACE, Duration::from_secs(20), |t| {
+            t.has("backend-service", "apply-status-update")
+                && t.has("backend-service", "process task_results")
+                && t.has("backend-service", "UPDATE tasks")
+                && t.has("gateway-service", "POST /api/tasks")
+        })
+        .await;
 
+    every_span_about_the_task_is_in_the_callers_trace(&platform, &id);
+    let gateway_client = the_gateway_continues_the_caller(&trace, &traceresponse);
+    let send = the_backend_stores_and_publishes(&trace, gateway_client, &id);
+    let process_task = the_worker_consumes_the_message(&trace, send, &id);
+    the_outcome_report_flows_back_to_the_backend(&trace, process_task, &id);
+}
+
+/// POSTs a hash task under the caller's `traceparent`, waits until it
+/// succeeded; its id and the `traceresponse` header.
+async fn post_a_hash_task_in_the_callers_trace(platform: &Platform) -> (String, String) {
     let response = platform
         .http
         .post(platform.url("/api/tasks"))
@@ -49,24 +69,16 @@ async fn a_task_is_one_trace_from_the_gateway_through_rabbitmq_to_the_worker_and
         task["result"]["sha256"],
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     );
+    (id, traceresponse)
+}
 
-    let trace = platform
-        .collector
-        .wait_for_trace(INCOMING_TRACE, Duration::from_secs(20), |t| {
-            t.has("backend-service", "apply-status-update")
-                && t.has("backend-service", "process task_results")
-                && t.has("backend-service", "UPDATE tasks")
-                && t.has("gateway-service", "POST /api/tasks")
-        })
-        .await;
-
-    // 1. everything about this task is in the incoming trace (no span of it
-    // started a trace of its own); 2. gateway SERVER under the caller's span
+/// No span about the task started a trace of its own.
+fn every_span_about_the_task_is_in_the_callers_trace(platform: &Platform, id: &str) {
     let about_task: Vec<_> = platform
         .collector
         .spans()
         .into_iter()
-        .filter(|s| s.attr("task.id") == Some(&id) || s.attr("messaging.message.id") == Some(&id))
+        .filter(|s| s.attr("task.id") == Some(id) || s.attr("messaging.message.id") == Some(id))
         // Our own GET /api/tasks/{id} polls are separate requests, separate traces.
         .filter(|s| s.name != "get-task")
         .collect();
@@ -80,6 +92,11 @@ async fn a_task_is_one_trace_from_the_gateway_through_rabbitmq_to_the_worker_and
             .map(|s| (&s.service, &s.name))
             .collect::<Vec<_>>()
     );
+}
+
+/// gateway SERVER under the caller's span (and named by `traceresponse`),
+/// its CLIENT call to the backend under it; returns the CLIENT span.
+fn the_gateway_continues_the_caller<'t>(trace: &'t Trace, traceresponse: &str) -> &'t ReceivedSpan {
     let gateway_server = trace.find_kind("gateway-service", "POST /api/tasks", SpanKind::Server);
     assert_kind(gateway_server, SpanKind::Server);
     assert_eq!(gateway_server.parent_span_id, INCOMING_SPAN);
@@ -103,24 +120,30 @@ async fn a_task_is_one_trace_from_the_gateway_through_rabbitmq_to_the_worker_and
         "url.full: {:?}",
         gateway_client.attr("url.full")
     );
+    gateway_client
+}
 
-    // 3. backend SERVER under the gateway's CLIENT span
+/// backend SERVER under the gateway's CLIENT span, `create-task` under it,
+/// the actors' spans across their mailboxes, and the PRODUCER span; returns
+/// the PRODUCER span.
+fn the_backend_stores_and_publishes<'t>(
+    trace: &'t Trace,
+    gateway_client: &ReceivedSpan,
+    id: &str,
+) -> &'t ReceivedSpan {
     let backend_server = trace.find_kind("backend-service", "POST /api/tasks", SpanKind::Server);
     trace.assert_child_of(backend_server, gateway_client);
     assert_attr(backend_server, "http.route", "/api/tasks");
     assert_attr(backend_server, "http.response.status_code", "202");
 
-    // 4. the domain span
     let create = trace.find("backend-service", "create-task");
     trace.assert_child_of(create, backend_server);
-    assert_attr(create, "task.id", &id);
+    assert_attr(create, "task.id", id);
     assert_attr(create, "task.type", "hash");
-
-    // 5. actor handler spans, across the mailbox
     let store = trace.find("backend-service", "store-task");
     trace.assert_child_of(store, create);
 
-    // 6. PRODUCER, opened in the publisher actor's handler
+    // Opened in the publisher actor's handler, under the sender's span.
     let send = trace.find("backend-service", "send task_queue");
     assert_kind(send, SpanKind::Producer);
     trace.assert_child_of(send, create);
@@ -128,9 +151,17 @@ async fn a_task_is_one_trace_from_the_gateway_through_rabbitmq_to_the_worker_and
     assert_attr(send, "messaging.system", "rabbitmq");
     assert_attr(send, "messaging.destination.name", "task_queue");
     assert_attr(send, "messaging.operation.type", "send");
-    assert_attr(send, "messaging.message.id", &id);
+    assert_attr(send, "messaging.message.id", id);
+    send
+}
 
-    // 7. CONSUMER in the worker, child of the PRODUCER through the headers
+/// CONSUMER in the worker, child of the PRODUCER through the message
+/// headers, then `process-task` and `execute-task`; returns `process-task`.
+fn the_worker_consumes_the_message<'t>(
+    trace: &'t Trace,
+    send: &ReceivedSpan,
+    id: &str,
+) -> &'t ReceivedSpan {
     let process = trace.find("worker-service", "process task_queue");
     assert_kind(process, SpanKind::Consumer);
     trace.assert_child_of(process, send);
@@ -139,19 +170,28 @@ async fn a_task_is_one_trace_from_the_gateway_through_rabbitmq_to_the_worker_and
     assert_attr(process, "messaging.destination.name", "task_queue");
     let process_task = trace.find("worker-service", "process-task");
     trace.assert_child_of(process_task, process);
-    assert_attr(process_task, "task.id", &id);
+    assert_attr(process_task, "task.id", id);
     assert_attr(process_task, "task.type", "hash");
     let execute = trace.find("worker-service", "execute-task");
     trace.assert_child_of(execute, process_task);
+    process_task
+}
 
-    // ... and the status report continues the same trace into the backend.
-    // A task done within PROCESSING_REPORT_DELAY_MS reports its outcome only.
+/// The outcome report continues the same trace into the backend: one
+/// `report-status` (a task done within `PROCESSING_REPORT_DELAY_MS` reports
+/// its outcome only), the message that carried it, and the backend applying
+/// it under the report's span, linked to the message.
+fn the_outcome_report_flows_back_to_the_backend(
+    trace: &Trace,
+    process_task: &ReceivedSpan,
+    id: &str,
+) {
     let reports = trace.find_all("worker-service", "report-status");
     assert_eq!(reports.len(), 1, "{}", trace.render());
     let report = reports[0];
     trace.assert_child_of(report, process_task);
     assert_attr(report, "task.status", "succeeded");
-    assert_attr(report, "task.id", &id);
+    assert_attr(report, "task.id", id);
     // The message that carried it (the first report of its batch: its parent).
     let send = trace.find("worker-service", "send task_results");
     assert_kind(send, SpanKind::Producer);
