@@ -25,7 +25,7 @@ use lapin::{
 use opentelemetry::trace::Status;
 use opentelemetry::trace::TraceContextExt;
 use shared::{
-    amqp::{process_span, subscribe_with_retry, Backoff, Broker, QueueSpec},
+    amqp::{process_span, Backoff, Broker, QueueConsumer, QueueSpec, Subscription},
     task::StatusReport,
     Traced,
 };
@@ -71,20 +71,6 @@ impl ResultConsumer {
             subscription: 0,
             backoff: Backoff::default(),
         }
-    }
-
-    fn subscribe(&self, ctx: &mut Context<Self>) {
-        let broker = self.broker.clone();
-        let queue = self.queue.clone();
-        ctx.wait(
-            async move { subscribe_with_retry(&broker, &queue, PREFETCH, "backend-results").await }
-                .into_actor(self)
-                .map(|(_channel, consumer), act, ctx| {
-                    tracing::info!(queue = %act.queue.name, "consuming status reports");
-                    act.subscription += 1;
-                    ctx.add_stream(consumer);
-                }),
-        );
     }
 
     /// Starts applying what is pending, unless a batch is being applied.
@@ -211,7 +197,24 @@ impl Actor for ResultConsumer {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.subscribe(ctx);
+        self.resubscribe(ctx);
+    }
+}
+
+impl QueueConsumer for ResultConsumer {
+    fn subscription(&self) -> Subscription {
+        Subscription {
+            broker: self.broker.clone(),
+            queue: self.queue.clone(),
+            prefetch: PREFETCH,
+            tag: "backend-results".to_string(),
+            also_declare: Vec::new(),
+        }
+    }
+
+    fn subscribed(&mut self, _channel: lapin::Channel, _: &mut Context<Self>) {
+        tracing::info!(queue = %self.queue.name, "consuming status reports");
+        self.subscription += 1;
     }
 }
 
@@ -254,7 +257,7 @@ impl StreamHandler<lapin::Result<Delivery>> for ResultConsumer {
     fn finished(&mut self, ctx: &mut Self::Context) {
         // The Broker logs the connection loss once.
         tracing::debug!(queue = %self.queue.name, "status report subscription ended; resubscribing");
-        self.subscribe(ctx);
+        self.resubscribe(ctx);
     }
 }
 

@@ -1,8 +1,10 @@
-//! The consuming side: a subscription with per-consumer QoS, and the
-//! CONSUMER span that continues the trace the producer put in the headers.
+//! The consuming side: a subscription with per-consumer QoS, retried while
+//! RabbitMQ is away, and [`QueueConsumer`], the actor that keeps one alive.
 
 use super::{Backoff, Broker, BrokerError, QueueSpec};
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, StreamHandler, WrapFuture};
 use lapin::{
+    message::Delivery,
     options::{BasicConsumeOptions, BasicQosOptions},
     types::FieldTable,
     Channel, Consumer,
@@ -58,6 +60,67 @@ pub async fn subscribe_with_retry(
                 tokio::time::sleep(delay).await;
             }
         }
+    }
+}
+
+/// What a [`QueueConsumer`] subscribes to.
+pub struct Subscription {
+    /// The connection to open the channel on.
+    pub broker: Broker,
+    /// The queue to consume (declared first).
+    pub queue: QueueSpec,
+    /// Unacknowledged deliveries at most (`basic.qos`, per consumer).
+    pub prefetch: u16,
+    /// The consumer tag (shown by `rabbitmqctl list_consumers`).
+    pub tag: String,
+    /// Queues declared on the channel before the first delivery (e.g. the
+    /// dead-letter queue the consumer publishes to); a failure is logged.
+    pub also_declare: Vec<QueueSpec>,
+}
+
+/// An actor that consumes one queue for as long as it runs: it calls
+/// [`resubscribe`](Self::resubscribe) when it starts and again from
+/// `StreamHandler::finished` whenever a subscription's stream ends (the
+/// broker went away, the channel closed). Subscribing runs in the
+/// background, retried with backoff, so the actor's mailbox keeps working
+/// while RabbitMQ is away. The worker's task consumers and the backend's
+/// status-report consumer are both one.
+pub trait QueueConsumer:
+    Actor<Context = Context<Self>> + StreamHandler<lapin::Result<Delivery>>
+{
+    /// What to subscribe to.
+    fn subscription(&self) -> Subscription;
+
+    /// Subscribed, on `channel` (the one to close to stop consuming); the
+    /// deliveries follow on the actor's stream.
+    fn subscribed(&mut self, channel: Channel, ctx: &mut Context<Self>);
+
+    /// Subscribes (again), then adds the deliveries as the actor's stream.
+    fn resubscribe(&self, ctx: &mut Context<Self>) {
+        let Subscription {
+            broker,
+            queue,
+            prefetch,
+            tag,
+            also_declare,
+        } = self.subscription();
+        ctx.spawn(
+            async move {
+                let (channel, consumer) =
+                    subscribe_with_retry(&broker, &queue, prefetch, &tag).await;
+                for spec in &also_declare {
+                    if let Err(err) = spec.declare(&channel).await {
+                        tracing::warn!(error = %err, queue = %spec.name, "declaring a queue failed");
+                    }
+                }
+                (channel, consumer)
+            }
+            .into_actor(self)
+            .map(|(channel, consumer), act, ctx| {
+                act.subscribed(channel, ctx);
+                ctx.add_stream(consumer);
+            }),
+        );
     }
 }
 

@@ -24,7 +24,7 @@ mod topology;
 
 pub use backoff::Backoff;
 pub use broker::{Broker, BrokerError};
-pub use consumer::{header_u32, subscribe, subscribe_with_retry};
+pub use consumer::{header_u32, subscribe, subscribe_with_retry, QueueConsumer, Subscription};
 pub use publisher::{Publish, PublishError, QueuePublisher};
 pub use settings::{BrokerSettings, DEFAULT_AMQP_URL};
 pub use spans::process_span;

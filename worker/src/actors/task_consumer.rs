@@ -42,8 +42,8 @@ use opentelemetry::{trace::Status, KeyValue};
 use serde_json::Value;
 use shared::{
     amqp::{
-        header_u32, process_span, subscribe_with_retry, Backoff, Broker, Publish, PublishError,
-        QueuePublisher, TaskQueues,
+        header_u32, process_span, Backoff, Broker, Publish, PublishError, QueueConsumer,
+        QueuePublisher, Subscription, TaskQueues,
     },
     metrics::{
         self, current_trace_exemplar, ReasonLabel, TaskOutcome, TaskOutcomeLabels, WorkerMetrics,
@@ -139,32 +139,6 @@ impl TaskConsumer {
         }
     }
 
-    fn subscribe(&self, ctx: &mut Context<Self>) {
-        let broker = self.broker.clone();
-        let queue = self.handling.queues.tasks();
-        let dead_letters = self.handling.queues.dead_letters();
-        let (prefetch, tag) = (self.prefetch, self.tag.clone());
-        // `spawn`, not `wait`: StopConsuming must get through while the
-        // broker is still unreachable.
-        ctx.spawn(
-            async move {
-                let subscription = subscribe_with_retry(&broker, &queue, prefetch, &tag).await;
-                // Declared up front so operators see (and can alert on) it.
-                if let Err(err) = dead_letters.declare(&subscription.0).await {
-                    tracing::warn!(error = %err, "declaring the dead-letter queue failed");
-                }
-                subscription
-            }
-            .into_actor(self)
-            .map(|(channel, consumer), act, ctx| {
-                tracing::info!(consumer = %act.tag, prefetch = act.prefetch, "consuming tasks");
-                act.channel = Some(channel);
-                act.handling.subscribed.fetch_add(1, Ordering::AcqRel);
-                ctx.add_stream(consumer);
-            }),
-        );
-    }
-
     /// Counts a delivery in or out; the busy gauge counts actors with work.
     fn track(&mut self, started: bool) {
         let metrics = &self.handling.metrics;
@@ -188,7 +162,27 @@ impl Actor for TaskConsumer {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.subscribe(ctx);
+        self.resubscribe(ctx);
+    }
+}
+
+impl QueueConsumer for TaskConsumer {
+    fn subscription(&self) -> Subscription {
+        Subscription {
+            broker: self.broker.clone(),
+            queue: self.handling.queues.tasks(),
+            prefetch: self.prefetch,
+            tag: self.tag.clone(),
+            // Declared up front, before a delivery can need it, so that
+            // operators see (and can alert on) it.
+            also_declare: vec![self.handling.queues.dead_letters()],
+        }
+    }
+
+    fn subscribed(&mut self, channel: Channel, _: &mut Context<Self>) {
+        tracing::info!(consumer = %self.tag, prefetch = self.prefetch, "consuming tasks");
+        self.channel = Some(channel);
+        self.handling.subscribed.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -221,7 +215,7 @@ impl StreamHandler<lapin::Result<Delivery>> for TaskConsumer {
         } else {
             // The Broker logs the connection loss once; this is per actor.
             tracing::debug!(consumer = %self.tag, "task subscription ended; resubscribing");
-            self.subscribe(ctx);
+            self.resubscribe(ctx);
         }
     }
 }
