@@ -185,6 +185,8 @@ impl opentelemetry_sdk::trace::SpanExporter for ReportingExporter {
                         dropped_spans = spans,
                         "span export failed; spans are dropped until the collector is reachable (logged at most once a minute)"
                     );
+                } else {
+                    tracing::debug!(error = %err, dropped_spans = spans, "span export still failing");
                 }
             }
         }

@@ -213,13 +213,27 @@ async fn a_worker_that_cannot_subscribe_is_not_ready_and_says_why_once() {
             ("QUEUE_TYPE".into(), "quorum".into()),
             ("WORKER_CONCURRENCY".into(), "2".into()),
             ("OTEL_SDK_DISABLED".into(), "true".into()),
+            // Each retry is a DEBUG line: counted below before asserting
+            // that the complaint was logged once.
+            ("RUST_LOG".into(), "info,shared::amqp=debug".into()),
         ],
         &e2e_tests::platform::bin_dir()
             .join("e2e-logs")
             .join("cannot-subscribe-worker"),
     );
     mismatched.wait_healthy().await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    eventually(
+        Duration::from_secs(20),
+        "both consumers retried twice",
+        || {
+            let retries = mismatched
+                .logs()
+                .matches("subscribe failed; retrying")
+                .count();
+            std::future::ready((retries >= 4).then_some(()).ok_or(format!("{retries}")))
+        },
+    )
+    .await;
     let response = platform
         .http
         .get(format!("{}/ready", mismatched.url()))
