@@ -363,7 +363,10 @@ async fn statements_are_client_spans_under_the_span_that_issued_them(database: D
     let trace = platform
         .collector
         .wait_for_trace(TRACE, Duration::from_secs(20), |t| {
-            t.has("backend-service", "UPDATE tasks") && t.has("backend-service", "COMMIT")
+            // The worker exports its report span in its own batches.
+            t.has("backend-service", "UPDATE tasks")
+                && t.has("backend-service", "COMMIT")
+                && t.has("worker-service", "report-status")
         })
         .await;
 

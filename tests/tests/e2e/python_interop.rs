@@ -43,7 +43,9 @@ async fn a_task_published_from_python_is_run_by_the_rust_worker_in_the_same_trac
     let trace = platform
         .collector
         .wait_for_trace(trace_id, Duration::from_secs(20), |t| {
+            // The CONSUMER span ends last, after the ack.
             t.has("worker-service", "report-status")
+                && t.has("worker-service", "process task_queue")
         })
         .await;
     let consumed = trace.find("worker-service", "process task_queue");

@@ -23,6 +23,9 @@ async fn a_task_is_one_trace_from_the_gateway_through_rabbitmq_to_the_worker_and
                 && t.has("backend-service", "process task_results")
                 && t.has("backend-service", "UPDATE tasks")
                 && t.has("gateway-service", "POST /api/tasks")
+                // The worker's CONSUMER span ends last (after the ack), and
+                // the worker exports in batches of its own.
+                && t.has("worker-service", "process task_queue")
         })
         .await;
 
@@ -228,7 +231,10 @@ async fn a_task_still_running_after_the_delay_reports_processing_then_its_outcom
         .wait_for_trace(
             accepted["trace_id"].as_str().unwrap(),
             Duration::from_secs(20),
-            |t| t.find_all("backend-service", "apply-status-update").len() == 2,
+            |t| {
+                t.find_all("backend-service", "apply-status-update").len() == 2
+                    && t.has("worker-service", "process task_queue")
+            },
         )
         .await;
     let process_task = trace.find("worker-service", "process-task");
