@@ -148,11 +148,12 @@ pub fn init(default_service_name: &str, version: &str) -> Result<TelemetryGuard,
     // drop spans before the OpenTelemetry layer sees them.
     let log_filter = log_filter();
     let subscriber = tracing_subscriber::registry()
-        // Spans become OpenTelemetry spans from INFO up: ours are all INFO,
-        // while libraries (h2 under the gRPC exporter, hyper, lapin) open
-        // DEBUG/TRACE spans on every poll, which would otherwise be exported
-        // (including the exporter's own, a feedback loop). This filter is on
-        // the OpenTelemetry layer alone and does not follow RUST_LOG.
+        // Only the platform's own spans become OpenTelemetry spans (all of
+        // them INFO): libraries open spans of their own (h2 under the gRPC
+        // exporter and hyper on every poll at DEBUG/TRACE, which would feed
+        // the exporter its own activity; lapin's `io_loop` at INFO when a
+        // connection closes). This filter is on the OpenTelemetry layer
+        // alone and does not follow RUST_LOG.
         .with(
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)
@@ -164,7 +165,7 @@ pub fn init(default_service_name: &str, version: &str) -> Result<TelemetryGuard,
                 .with_location(false)
                 .with_threads(false)
                 .with_tracked_inactivity(false)
-                .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+                .with_filter(platform_spans()),
         )
         .with(log_format::layer(log_format).with_filter(log_filter));
     log_format::install(subscriber)?;
@@ -188,6 +189,19 @@ pub fn init(default_service_name: &str, version: &str) -> Result<TelemetryGuard,
         provider: Some(provider),
         runtime,
     })
+}
+
+/// The crates whose spans are exported: the services and this library.
+/// A new service crate is added here.
+pub const PLATFORM_CRATES: &[&str] = &["shared", "gateway", "backend", "product", "worker"];
+
+/// INFO spans of [`PLATFORM_CRATES`], nothing else.
+fn platform_spans() -> tracing_subscriber::filter::Targets {
+    tracing_subscriber::filter::Targets::new().with_targets(
+        PLATFORM_CRATES
+            .iter()
+            .map(|krate| (*krate, tracing::Level::INFO)),
+    )
 }
 
 /// `RUST_LOG` (default `info`). lapin logs every failed reconnect attempt as

@@ -300,7 +300,7 @@ async fn each_task_type_produces_its_result_and_a_trace_id_for_a_request_without
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_platforms_own_spans_are_exported_not_library_internals_nor_probes() {
-    let platform = Platform::start("no-library-spans").await;
+    let mut platform = Platform::start("no-library-spans").await;
     // Probes and scrapes, as an orchestrator and Prometheus send them.
     for service in [
         &platform.gateway,
@@ -331,8 +331,18 @@ async fn only_the_platforms_own_spans_are_exported_not_library_internals_nor_pro
             |t| t.has("backend-service", "apply-status-update"),
         )
         .await;
-    // Give the exporters a few more batches of their own activity.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Flush first, then assert: each service stops gracefully, exporting
+    // everything it still held.
+    for service in [
+        &mut platform.gateway,
+        &mut platform.backend,
+        &mut platform.product,
+        &mut platform.worker,
+    ] {
+        service.terminate();
+        let exited = service.wait_exit(Duration::from_secs(20)).await;
+        assert!(exited.is_some_and(|s| s.success()), "{exited:?}");
+    }
     let names: std::collections::BTreeSet<String> = platform
         .collector
         .spans()

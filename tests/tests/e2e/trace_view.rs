@@ -84,6 +84,19 @@ impl Viewer {
         .await
     }
 
+    /// Stops the viewer as a user would (SIGTERM: it prints the traces it
+    /// still holds) and returns everything it printed.
+    fn stop(&mut self) -> String {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exited = self.child.wait().unwrap();
+        assert!(exited.success(), "{exited:?}");
+        self.text()
+    }
+
     fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
@@ -234,12 +247,10 @@ async fn a_task_posted_to_the_gateway_is_printed_as_one_tree_across_the_services
     assert!(viewer.is_running());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn filters_show_only_the_traces_asked_for() {
-    let (grpc, http) = (free_port(), free_port());
-    let viewer = Viewer::start_on("errors", grpc, http, &["--errors", "--summary"]);
-    let platform = Platform::start_with(
-        "trace-view-filters",
+/// The platform with every service exporting to `viewer`.
+async fn platform_exporting_to(viewer: &Viewer, label: &str) -> Platform {
+    Platform::start_with(
+        label,
         PlatformOptions {
             env: vec![
                 ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), viewer.endpoint()),
@@ -248,43 +259,62 @@ async fn filters_show_only_the_traces_asked_for() {
             ..PlatformOptions::default()
         },
     )
-    .await;
+    .await
+}
+
+/// Flush first, then assert: every service stops gracefully (exporting its
+/// last spans on the way out), then the viewer stops, printing what it
+/// still held; its whole output.
+async fn everything_the_viewer_will_print(mut platform: Platform, mut viewer: Viewer) -> String {
+    for service in [
+        &mut platform.gateway,
+        &mut platform.backend,
+        &mut platform.product,
+        &mut platform.worker,
+    ] {
+        service.terminate();
+        let exited = service.wait_exit(Duration::from_secs(20)).await;
+        assert!(exited.is_some_and(|s| s.success()), "{exited:?}");
+    }
+    viewer.stop()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_errors_filter_shows_only_traces_with_an_error() {
+    let viewer = Viewer::start("errors", &["--errors", "--summary"]);
+    let platform = platform_exporting_to(&viewer, "trace-view-errors").await;
     let ok = platform.post_task(json!({"type": "echo"})).await;
     let failing = platform
         .post_task(json!({"type": "echo", "payload": {"fail_times": 1}}))
         .await;
     let failing_trace = failing["trace_id"].as_str().unwrap();
-    viewer
-        .wait_for("the failing trace", |t| t.contains(failing_trace))
-        .await;
-    // The successful trace finishes meanwhile; it must not show.
-    platform
-        .wait_for_task(ok["id"].as_str().unwrap(), Duration::from_secs(20))
-        .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let text = viewer.text();
+    for task in [&ok, &failing] {
+        let id = task["id"].as_str().unwrap();
+        platform.wait_for_task(id, Duration::from_secs(20)).await;
+    }
+
+    let text = everything_the_viewer_will_print(platform, viewer).await;
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
         lines.len(),
         1,
-        "--summary --errors: one line, this trace:\n{text}"
+        "--summary --errors: one line, the failing trace:\n{text}"
     );
     assert!(
         lines[0].contains(failing_trace) && lines[0].contains("1 error"),
         "{text}"
     );
     assert!(!text.contains(ok["trace_id"].as_str().unwrap()));
+}
 
-    // Another viewer on the same ports (the exporters reconnect): one trace,
-    // asked for by id and service.
-    drop(viewer);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trace_id_and_service_filters_show_only_that_trace_and_service() {
     let wanted = "8bf92f3577b34da6a3ce929d0e0e4736";
-    let viewer = Viewer::start_on(
+    let viewer = Viewer::start(
         "trace-id",
-        grpc,
-        http,
         &["--trace-id", wanted, "--service", "worker-service"],
     );
+    let platform = platform_exporting_to(&viewer, "trace-view-trace-id").await;
     let other = platform.post_task(json!({"type": "echo"})).await;
     let response = platform
         .http
@@ -295,25 +325,25 @@ async fn filters_show_only_the_traces_asked_for() {
         .await
         .unwrap();
     assert_eq!(response.status(), 202);
-    viewer
-        .wait_for("the asked-for trace", |t| {
-            t.contains(&format!("trace {wanted}"))
-        })
-        .await;
-    platform
-        .wait_for_task(other["id"].as_str().unwrap(), Duration::from_secs(20))
-        .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let text = viewer.text();
+    let asked_for: serde_json::Value = response.json().await.unwrap();
+    for id in [&other["id"], &asked_for["id"]] {
+        let id = id.as_str().unwrap();
+        platform.wait_for_task(id, Duration::from_secs(20)).await;
+    }
+
+    let text = everything_the_viewer_will_print(platform, viewer).await;
     assert_eq!(
         text.matches("\ntrace ").count() + usize::from(text.starts_with("trace ")),
         1,
         "{text}"
     );
+    assert!(text.contains(&format!("trace {wanted}")), "{text}");
     assert!(
         !text.contains(other["trace_id"].as_str().unwrap()),
         "{text}"
     );
+    // A trace the worker took part in (the filter selects traces, not spans).
+    assert!(text.contains("worker-service"), "{text}");
 }
 
 fn span(trace: u64, id: u64, parent: u64) -> Span {
