@@ -139,6 +139,14 @@ impl ServiceProcess {
         }
     }
 
+    /// Starts `service` on its own (not part of a [`Platform`]) with `env`,
+    /// logging under `e2e-logs/<label>/`, and waits until it is healthy.
+    pub async fn start(service: Service, env: &[(String, String)], label: &str) -> Self {
+        let mut process = Self::spawn(service, env, &bin_dir().join("e2e-logs").join(label));
+        process.wait_healthy().await;
+        process
+    }
+
     /// Starts the binary again, on the same port with the same environment
     /// and working directory, after the process has exited (or was killed),
     /// logging to `<binary>.<n>.log`; waits until it is healthy.

@@ -206,7 +206,7 @@ async fn a_worker_that_cannot_subscribe_is_not_ready_and_says_why_once() {
     platform.wait_for_queue("task_queue").await;
     // The queue exists as a classic queue; this worker wants a quorum one,
     // which RabbitMQ refuses (inequivalent x-queue-type).
-    let mut mismatched = e2e_tests::ServiceProcess::spawn(
+    let mismatched = e2e_tests::ServiceProcess::start(
         e2e_tests::Service::Worker,
         &[
             ("AMQP_URL".into(), platform.vhost.amqp_url()),
@@ -217,11 +217,9 @@ async fn a_worker_that_cannot_subscribe_is_not_ready_and_says_why_once() {
             // that the complaint was logged once.
             ("RUST_LOG".into(), "info,shared::amqp=debug".into()),
         ],
-        &e2e_tests::platform::bin_dir()
-            .join("e2e-logs")
-            .join("cannot-subscribe-worker"),
-    );
-    mismatched.wait_healthy().await;
+        "cannot-subscribe-worker",
+    )
+    .await;
     eventually(
         Duration::from_secs(20),
         "both consumers retried twice",

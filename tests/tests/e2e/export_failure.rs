@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e_tests::{platform::bin_dir, OtlpCollector, Service, ServiceProcess};
+use e2e_tests::{OtlpCollector, Service, ServiceProcess};
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
@@ -66,13 +66,7 @@ async fn start_product(label: &str, endpoint: &str, extra: &[(&str, &str)]) -> S
         ("OTEL_BSP_SCHEDULE_DELAY".to_string(), "100".to_string()),
     ];
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let mut product = ServiceProcess::spawn(
-        Service::Product,
-        &env,
-        &bin_dir().join("e2e-logs").join(label),
-    );
-    product.wait_healthy().await;
-    product
+    ServiceProcess::start(Service::Product, &env, label).await
 }
 
 /// Every failed export after the reported one is a DEBUG line for the

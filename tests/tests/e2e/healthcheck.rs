@@ -20,12 +20,12 @@ fn healthcheck(port: u16) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_healthcheck_flag_probes_the_service_on_its_configured_port() {
-    let mut product = ServiceProcess::spawn(
+    let product = ServiceProcess::start(
         Service::Product,
         &[("OTEL_SDK_DISABLED".into(), "true".into())],
-        &bin_dir().join("e2e-logs").join("healthcheck"),
-    );
-    product.wait_healthy().await;
+        "healthcheck",
+    )
+    .await;
     assert!(
         healthcheck(product.port()),
         "healthy service reported unhealthy"

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use e2e_tests::{platform::bin_dir, OtlpCollector, Service, ServiceProcess};
+use e2e_tests::{OtlpCollector, Service, ServiceProcess};
 use serde_json::Value;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -14,13 +14,7 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 async fn start_product(label: &str, vars: Vec<(String, String)>) -> ServiceProcess {
-    let mut product = ServiceProcess::spawn(
-        Service::Product,
-        &vars,
-        &bin_dir().join("e2e-logs").join(label),
-    );
-    product.wait_healthy().await;
-    product
+    ServiceProcess::start(Service::Product, &vars, label).await
 }
 
 async fn get_with_parent(product: &ServiceProcess, path: &str, trace_id: &str, flags: &str) -> u16 {
@@ -87,87 +81,9 @@ async fn http_protobuf_export_service_name_and_resource_attributes_follow_the_en
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn samplers_decide_what_is_exported_and_the_sdk_can_be_disabled() {
     let collector = OtlpCollector::start().await;
-    let grpc = collector.grpc_endpoint();
-    let default_sampler = start_product(
-        "otel-parentbased",
-        env(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &grpc),
-            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-        ]),
-    )
-    .await;
-    let always_off = start_product(
-        "otel-always-off",
-        env(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &grpc),
-            ("OTEL_TRACES_SAMPLER", "always_off"),
-            ("OTEL_SERVICE_NAME", "sampled-off"),
-        ]),
-    )
-    .await;
-    let ratio_zero = start_product(
-        "otel-ratio",
-        env(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &grpc),
-            ("OTEL_TRACES_SAMPLER", "traceidratio"),
-            ("OTEL_TRACES_SAMPLER_ARG", "0"),
-            ("OTEL_SERVICE_NAME", "ratio-zero"),
-        ]),
-    )
-    .await;
-    // Ratio 0 for new traces, but a sampled caller is followed.
-    let parent_ratio = start_product(
-        "otel-parent-ratio",
-        env(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &grpc),
-            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
-            ("OTEL_TRACES_SAMPLER_ARG", "0"),
-            ("OTEL_SERVICE_NAME", "parent-ratio"),
-        ]),
-    )
-    .await;
-    let disabled = start_product(
-        "otel-disabled",
-        env(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &grpc),
-            ("OTEL_SDK_DISABLED", "true"),
-            ("OTEL_SERVICE_NAME", "sdk-disabled"),
-        ]),
-    )
-    .await;
-
-    let sampled = "22222222222222222222222222222222";
-    let unsampled = "33333333333333333333333333333333";
-    assert_eq!(
-        get_with_parent(&default_sampler, "/api/products/2", sampled, "01").await,
-        200
-    );
-    assert_eq!(
-        get_with_parent(&default_sampler, "/api/products/2", unsampled, "00").await,
-        200
-    );
-    for service in [&always_off, &ratio_zero, &disabled] {
-        assert_eq!(
-            get_with_parent(service, "/api/products", sampled, "01").await,
-            200
-        );
-    }
-    let followed = "88888888888888888888888888888888";
-    assert_eq!(
-        get_with_parent(&parent_ratio, "/api/products", followed, "01").await,
-        200
-    );
-    let root = reqwest::get(format!("{}/api/products/4", parent_ratio.url()))
-        .await
-        .unwrap();
-    assert_eq!(root.status(), 200);
-    for service in [
-        default_sampler,
-        always_off,
-        ratio_zero,
-        parent_ratio,
-        disabled,
-    ] {
+    let products = Samplers::start(&collector.grpc_endpoint()).await;
+    products.send_requests().await;
+    for service in products.all() {
         stop_and_flush(service).await;
     }
 
@@ -175,9 +91,9 @@ async fn samplers_decide_what_is_exported_and_the_sdk_can_be_disabled() {
     // parentbased_always_on (default): follows the caller's sampled flag.
     assert!(spans
         .iter()
-        .any(|s| s.trace_id == sampled && s.service == "product-service"));
+        .any(|s| s.trace_id == SAMPLED && s.service == "product-service"));
     assert!(
-        !spans.iter().any(|s| s.trace_id == unsampled),
+        !spans.iter().any(|s| s.trace_id == UNSAMPLED),
         "unsampled parent exported"
     );
     // parentbased_traceidratio=0: the sampled caller's trace is kept, nothing else.
@@ -190,7 +106,7 @@ async fn samplers_decide_what_is_exported_and_the_sdk_can_be_disabled() {
         "the sampled parent was not followed"
     );
     assert!(
-        parent_ratio_spans.iter().all(|s| s.trace_id == followed),
+        parent_ratio_spans.iter().all(|s| s.trace_id == FOLLOWED),
         "a new root was sampled"
     );
     for silent in ["sampled-off", "ratio-zero", "sdk-disabled"] {
@@ -198,6 +114,100 @@ async fn samplers_decide_what_is_exported_and_the_sdk_can_be_disabled() {
             !spans.iter().any(|s| s.service == silent),
             "{silent} exported spans"
         );
+    }
+}
+
+const SAMPLED: &str = "22222222222222222222222222222222";
+const UNSAMPLED: &str = "33333333333333333333333333333333";
+const FOLLOWED: &str = "88888888888888888888888888888888";
+
+/// One product service per sampler setting, all exporting to one collector.
+struct Samplers {
+    default_sampler: ServiceProcess,
+    always_off: ServiceProcess,
+    ratio_zero: ServiceProcess,
+    parent_ratio: ServiceProcess,
+    disabled: ServiceProcess,
+}
+
+impl Samplers {
+    async fn start(grpc: &str) -> Self {
+        let product = |label: &'static str, vars: &[(&str, &str)]| {
+            let mut vars = vars.to_vec();
+            vars.push(("OTEL_EXPORTER_OTLP_ENDPOINT", grpc));
+            start_product(label, env(&vars))
+        };
+        Self {
+            default_sampler: product("otel-parentbased", &[("OTEL_BSP_SCHEDULE_DELAY", "100")])
+                .await,
+            always_off: product(
+                "otel-always-off",
+                &[
+                    ("OTEL_TRACES_SAMPLER", "always_off"),
+                    ("OTEL_SERVICE_NAME", "sampled-off"),
+                ],
+            )
+            .await,
+            ratio_zero: product(
+                "otel-ratio",
+                &[
+                    ("OTEL_TRACES_SAMPLER", "traceidratio"),
+                    ("OTEL_TRACES_SAMPLER_ARG", "0"),
+                    ("OTEL_SERVICE_NAME", "ratio-zero"),
+                ],
+            )
+            .await,
+            // Ratio 0 for new traces, but a sampled caller is followed.
+            parent_ratio: product(
+                "otel-parent-ratio",
+                &[
+                    ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+                    ("OTEL_TRACES_SAMPLER_ARG", "0"),
+                    ("OTEL_SERVICE_NAME", "parent-ratio"),
+                ],
+            )
+            .await,
+            disabled: product(
+                "otel-disabled",
+                &[
+                    ("OTEL_SDK_DISABLED", "true"),
+                    ("OTEL_SERVICE_NAME", "sdk-disabled"),
+                ],
+            )
+            .await,
+        }
+    }
+
+    /// A sampled and an unsampled caller to the default; a sampled caller to
+    /// the silent ones; a sampled caller and a new root to parent-ratio.
+    async fn send_requests(&self) {
+        for (service, trace, flags) in [
+            (&self.default_sampler, SAMPLED, "01"),
+            (&self.default_sampler, UNSAMPLED, "00"),
+            (&self.always_off, SAMPLED, "01"),
+            (&self.ratio_zero, SAMPLED, "01"),
+            (&self.disabled, SAMPLED, "01"),
+            (&self.parent_ratio, FOLLOWED, "01"),
+        ] {
+            assert_eq!(
+                get_with_parent(service, "/api/products/2", trace, flags).await,
+                200
+            );
+        }
+        let root = reqwest::get(format!("{}/api/products/4", self.parent_ratio.url()))
+            .await
+            .unwrap();
+        assert_eq!(root.status(), 200);
+    }
+
+    fn all(self) -> [ServiceProcess; 5] {
+        [
+            self.default_sampler,
+            self.always_off,
+            self.ratio_zero,
+            self.parent_ratio,
+            self.disabled,
+        ]
     }
 }
 
