@@ -300,6 +300,32 @@ async fn grafana_queries_find_the_traffic_and_its_traces_in_a_real_prometheus() 
         },
     )
     .await;
+    let prometheus = prometheus_scraping(&platform).await;
+    send_traffic_twice(&platform, &prometheus).await;
+    the_catalog_goes_away_twice(&mut platform, &prometheus).await;
+    // From here on, every rate()/increase() check must be done before the
+    // traffic leaves the dashboard's [1m] windows: each wait is far shorter.
+    let traffic_done = Instant::now();
+
+    every_dashboard_query_finds_the_traffic(&platform, &prometheus, &compose_env).await;
+    assert!(
+        traffic_done.elapsed() < RATE_CHECKS_WITHIN,
+        "the rate checks ran past the dashboard's one-minute windows"
+    );
+    let (prometheus_ds, jaeger_ds) = grafana_datasources();
+    exemplars_open_traces_the_services_exported(&platform, &prometheus, &prometheus_ds, &jaeger_ds)
+        .await;
+    trace_to_metrics_queries_find_each_services_requests(&platform, &prometheus, &jaeger_ds).await;
+    data_links_find_spans_of_the_traffic(&platform, &prometheus).await;
+    assert!(
+        traffic_done.elapsed() < RATE_CHECKS_WITHIN,
+        "the data-link checks ran past the dashboard's one-minute windows"
+    );
+}
+
+/// A real Prometheus with compose's job names, paths and flags, scraping the
+/// four services and RabbitMQ; once every target is up.
+async fn prometheus_scraping(platform: &Platform) -> Prometheus {
     let config = prometheus_config(&[
         &platform.gateway,
         &platform.backend,
@@ -321,12 +347,15 @@ async fn grafana_queries_find_the_traffic_and_its_traces_in_a_real_prometheus() 
     prometheus
         .wait_for_targets_up(5, Duration::from_secs(60))
         .await;
+    prometheus
+}
 
-    // Traffic: tasks that succeed, one retried once, one dead-lettered; a 400;
-    // catalog hits and a miss. rate() sees no increase in a series whose
-    // first sample is already 1, so it goes twice, the second time after
-    // Prometheus has scraped the first (task series start at zero instead,
-    // so the first task of a type counts).
+/// Tasks that succeed, one retried once, one dead-lettered; a 400; catalog
+/// hits and a miss. rate() sees no increase in a series whose first sample is
+/// already 1, so it goes twice, the second time after Prometheus has scraped
+/// the first (task series start at zero instead, so the first task of a
+/// type counts).
+async fn send_traffic_twice(platform: &Platform, prometheus: &Prometheus) {
     for _ in 0..2 {
         for task in [
             json!({"type": "echo", "payload": {"n": 1}}),
@@ -355,7 +384,10 @@ async fn grafana_queries_find_the_traffic_and_its_traces_in_a_real_prometheus() 
             .wait_for_scrapes_after(SystemTime::now(), WAIT)
             .await;
     }
-    // A gateway 5xx, twice for the same reason: the catalog goes away.
+}
+
+/// A gateway 5xx, twice for the same reason: the catalog goes away.
+async fn the_catalog_goes_away_twice(platform: &mut Platform, prometheus: &Prometheus) {
     platform.product.kill();
     for _ in 0..2 {
         let unreachable = platform
@@ -369,11 +401,15 @@ async fn grafana_queries_find_the_traffic_and_its_traces_in_a_real_prometheus() 
             .wait_for_scrapes_after(SystemTime::now(), WAIT)
             .await;
     }
-    // From here on, every rate()/increase() check must be done before the
-    // traffic leaves the dashboard's [1m] windows: each wait is far shorter.
-    let traffic_done = Instant::now();
+}
 
-    // Every dashboard query returns data, with a number in it.
+/// Every dashboard query returns data, with a number in it, and the series
+/// the traffic implies once the last scrapes are in.
+async fn every_dashboard_query_finds_the_traffic(
+    platform: &Platform,
+    prometheus: &Prometheus,
+    compose_env: &[(Service, String, String)],
+) {
     let queries = dashboard_queries();
     for (title, expr) in &queries {
         prometheus
@@ -465,14 +501,10 @@ async fn grafana_queries_find_the_traffic_and_its_traces_in_a_real_prometheus() 
             },
         )
         .await;
+}
 
-    assert!(
-        traffic_done.elapsed() < RATE_CHECKS_WITHIN,
-        "the rate checks ran past the dashboard's one-minute windows"
-    );
-
-    // Exemplars: a click on a latency point opens a trace the services
-    // exported, under the label name the Prometheus datasource links on.
+/// The Prometheus and Jaeger datasources Grafana is provisioned with.
+fn grafana_datasources() -> (Value, Value) {
     let datasources =
         yaml_docs("compose/grafana/provisioning/datasources/datasources.yml").remove(0);
     let datasources = datasources["datasources"].as_sequence().unwrap();
@@ -484,6 +516,17 @@ async fn grafana_queries_find_the_traffic_and_its_traces_in_a_real_prometheus() 
         .iter()
         .find(|d| scalar(&d["type"]) == "jaeger")
         .unwrap();
+    (prometheus_ds.clone(), jaeger_ds.clone())
+}
+
+/// A click on a latency point opens a trace the services exported, under
+/// the label name the Prometheus datasource links on.
+async fn exemplars_open_traces_the_services_exported(
+    platform: &Platform,
+    prometheus: &Prometheus,
+    prometheus_ds: &Value,
+    jaeger_ds: &Value,
+) {
     let destination = &prometheus_ds["jsonData"]["exemplarTraceIdDestinations"][0];
     assert_eq!(
         scalar(&destination["datasourceUid"]),
@@ -517,11 +560,17 @@ async fn grafana_queries_find_the_traffic_and_its_traces_in_a_real_prometheus() 
                 .await;
         }
     }
+}
 
-    // Trace to metrics: from a SERVER span of each service, the Jaeger
-    // datasource's queries, with $__tags rendered the way Grafana renders it
-    // for that span, find that service's request metrics (the error query:
-    // for the services that answered 5xx).
+/// From a SERVER span of each service, the Jaeger datasource's queries, with
+/// $__tags rendered the way Grafana renders it for that span, find that
+/// service's request metrics (the error query: for the services that
+/// answered 5xx).
+async fn trace_to_metrics_queries_find_each_services_requests(
+    platform: &Platform,
+    prometheus: &Prometheus,
+    jaeger_ds: &Value,
+) {
     let links = &jaeger_ds["jsonData"]["tracesToMetrics"];
     let mapping: Vec<(String, String)> = links["tags"]
         .as_sequence()
@@ -568,9 +617,12 @@ async fn grafana_queries_find_the_traffic_and_its_traces_in_a_real_prometheus() 
         }
     }
     assert!(servers.is_superset(&["gateway-service", "backend-service", "product-service"].into()));
+}
 
-    // Data links: every series with a value above zero has a link, on its
-    // panel, to a Jaeger search that finds spans of the traffic.
+/// Every series with a value above zero has a link, on its panel, to a
+/// Jaeger search that finds spans of the traffic.
+async fn data_links_find_spans_of_the_traffic(platform: &Platform, prometheus: &Prometheus) {
+    let spans = platform.collector.spans();
     for panel in dashboard_panels() {
         assert!(!panel.links.is_empty(), "{}: no data links", panel.title);
         let mut checked = 0;
@@ -602,8 +654,4 @@ async fn grafana_queries_find_the_traffic_and_its_traces_in_a_real_prometheus() 
             panel.title
         );
     }
-    assert!(
-        traffic_done.elapsed() < RATE_CHECKS_WITHIN,
-        "the data-link checks ran past the dashboard's one-minute windows"
-    );
 }
