@@ -449,11 +449,21 @@ async fn every_dashboard_query_finds_the_traffic(
             value_where(r, "reason", "max-attempts") > 0.0
         })
         .await;
+    queue_and_worker_panels_find_their_series(platform, prometheus, &queries, compose_env).await;
+}
+
+/// The queue panels (this test's vhost included) and the worker panels.
+async fn queue_and_worker_panels_find_their_series(
+    platform: &Platform,
+    prometheus: &Prometheus,
+    queries: &[(String, String)],
+    compose_env: &[(Service, String, String)],
+) {
     // The queue panels sum over vhosts; this test's own vhost holds the two
     // dead letters and the task queue.
     prometheus
         .query_until(
-            query_of(&queries, "rabbitmq_queue_messages_ready"),
+            query_of(queries, "rabbitmq_queue_messages_ready"),
             WAIT,
             |r| value_where(r, "queue", "task_queue.dlq") >= 2.0,
         )
@@ -475,7 +485,7 @@ async fn every_dashboard_query_finds_the_traffic(
         .await;
     prometheus
         .query_until(
-            query_of(&queries, "rabbitmq_queue_messages_unacked"),
+            query_of(queries, "rabbitmq_queue_messages_unacked"),
             WAIT,
             |r| r.iter().any(|s| s.label("queue") == "task_queue"),
         )
@@ -487,19 +497,15 @@ async fn every_dashboard_query_finds_the_traffic(
         .map(|(_, _, value)| value.parse().unwrap())
         .unwrap();
     prometheus
-        .query_until(query_of(&queries, "sum(worker_consumers)"), WAIT, |r| {
+        .query_until(query_of(queries, "sum(worker_consumers)"), WAIT, |r| {
             r.len() == 1 && r[0].value == concurrency
         })
         .await;
     prometheus
-        .query_until(
-            query_of(&queries, "messaging_broker_connected"),
-            WAIT,
-            |r| {
-                value_where(r, "job", "backend-service") == 1.0
-                    && value_where(r, "job", "worker-service") == 1.0
-            },
-        )
+        .query_until(query_of(queries, "messaging_broker_connected"), WAIT, |r| {
+            value_where(r, "job", "backend-service") == 1.0
+                && value_where(r, "job", "worker-service") == 1.0
+        })
         .await;
 }
 

@@ -228,28 +228,7 @@ async fn a_database_outage_answers_503_drops_readiness_and_loses_no_task() {
         ids.push(body["id"].as_str().unwrap().to_string());
     }
     server.stop();
-
-    for _ in 0..3 {
-        let started = Instant::now();
-        let response = post(&http, &platform.url(""), &json!({"type": "echo"})).await;
-        assert_eq!(response.status(), 503);
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{:?}",
-            started.elapsed()
-        );
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "storage_unavailable", "{body}");
-    }
-    let ready = http.get(format!("{backend}/ready")).send().await.unwrap();
-    assert_eq!(ready.status(), 503);
-    let ready: Value = ready.json().await.unwrap();
-    assert_eq!(ready["error"]["code"], "storage_unavailable");
-    let (status, body) = get_task(&http, &backend, &ids[0]).await;
-    assert_eq!(
-        (status, &body["error"]["code"]),
-        (503, &json!("storage_unavailable"))
-    );
+    while_the_database_is_down_posts_reads_and_readiness_answer_503(&platform, &ids[0]).await;
     // The sleeps end and report while the database is still down.
     tokio::time::sleep(Duration::from_millis(2500)).await;
 
@@ -278,6 +257,37 @@ async fn a_database_outage_answers_503_drops_readiness_and_loses_no_task() {
         logs.matches("database available again").count(),
         1,
         "{logs}"
+    );
+}
+
+/// POSTs and reads get a prompt 503 `storage_unavailable`, never a 202, and
+/// the backend is not ready.
+async fn while_the_database_is_down_posts_reads_and_readiness_answer_503(
+    platform: &Platform,
+    task_id: &str,
+) {
+    let http = &platform.http;
+    let backend = platform.backend.url();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let response = post(http, &platform.url(""), &json!({"type": "echo"})).await;
+        assert_eq!(response.status(), 503);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "storage_unavailable", "{body}");
+    }
+    let ready = http.get(format!("{backend}/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["error"]["code"], "storage_unavailable");
+    let (status, body) = get_task(http, &backend, task_id).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (503, &json!("storage_unavailable"))
     );
 }
 
@@ -435,7 +445,12 @@ async fn statements_are_client_spans_under_the_span_that_issued_them(database: D
         "apply-status-update"
     );
 
-    // A product lookup: SELECT products under catalog-lookup.
+    a_product_lookup_is_a_select_under_catalog_lookup(&platform, system).await;
+}
+
+/// A product lookup: `SELECT products`, a CLIENT span under
+/// `catalog-lookup`.
+async fn a_product_lookup_is_a_select_under_catalog_lookup(platform: &Platform, system: &str) {
     let response = platform
         .http
         .get(platform.url("/api/products?category=books&limit=2"))

@@ -124,6 +124,12 @@ fn compose_services_use_the_services_ports_variables_and_queue() {
             service.name
         );
     }
+}
+
+#[test]
+fn compose_exposes_only_the_gateway_which_waits_for_its_upstreams() {
+    let compose = &yaml_docs("compose/docker-compose.yml")[0];
+    let services = &compose["services"];
     let gateway = &services["gateway"];
     assert_eq!(
         s(&gateway["ports"][0]),
@@ -150,7 +156,12 @@ fn compose_services_use_the_services_ports_variables_and_queue() {
         services["worker"].get("container_name").is_none(),
         "--scale needs no fixed name"
     );
+}
 
+#[test]
+fn compose_publishes_jaeger_grafana_and_rabbitmq_with_healthchecks() {
+    let compose = &yaml_docs("compose/docker-compose.yml")[0];
+    let services = &compose["services"];
     let ports = |name: &str| -> Vec<String> {
         services[name]["ports"]
             .as_sequence()
@@ -308,25 +319,29 @@ fn elasticsearch_storage<'a>(config: &'a Value, storage: &Value) -> &'a Value {
 }
 
 #[test]
-fn kubernetes_manifests_use_the_services_ports_variables_probes_and_queue() {
+fn the_kubernetes_config_map_holds_the_queues_and_only_variables_a_service_reads() {
     let resources = k8s_base_resources();
-    let find = |kind: &str, name: &str| find_resource(&resources, kind, name);
-    let config = find("ConfigMap", "async-micro-config");
+    let config = find_resource(&resources, "ConfigMap", "async-micro-config");
     let config_keys: Vec<String> = config["data"].as_mapping().unwrap().keys().map(s).collect();
+    for key in &config_keys {
+        let used_somewhere = SERVICES
+            .iter()
+            .any(|s| variables_of(s).contains(key.as_str()));
+        assert!(used_somewhere, "ConfigMap key {key} is read by no service");
+    }
     assert_eq!(s(&config["data"]["TASK_QUEUE"]), DEFAULT_TASK_QUEUE);
     assert_eq!(s(&config["data"]["RESULT_QUEUE"]), DEFAULT_RESULT_QUEUE);
+    assert_eq!(s(&config["data"]["QUEUE_TYPE"]), "quorum");
     assert_eq!(
         s(&config["data"]["OTEL_EXPORTER_OTLP_ENDPOINT"]),
         "http://otel-collector:4317"
     );
+}
 
-    // CloudNativePG names the primary's Service and the Secret with the
-    // application user's credentials after the cluster.
-    let database_cluster = the_only(&resources, "postgresql.cnpg.io", "Cluster");
-    let cluster_name = s(&database_cluster["metadata"]["name"]);
-    let primary = format!("{cluster_name}-rw");
-    let app_secret = format!("{cluster_name}-app");
-
+#[test]
+fn kubernetes_deployments_use_the_services_ports_variables_probes_and_resources() {
+    let resources = k8s_base_resources();
+    let find = |kind: &str, name: &str| find_resource(&resources, kind, name);
     for service in &SERVICES {
         let deployment = find("Deployment", service.name);
         let container = &deployment["spec"]["template"]["spec"]["containers"][0];
@@ -335,12 +350,6 @@ fn kubernetes_manifests_use_the_services_ports_variables_probes_and_queue() {
             service.port.to_string()
         );
         let allowed = variables_of(service);
-        for key in &config_keys {
-            let used_somewhere = SERVICES
-                .iter()
-                .any(|s| variables_of(s).contains(key.as_str()));
-            assert!(used_somewhere, "ConfigMap key {key} is read by no service");
-        }
         for env in container["env"].as_sequence().unwrap() {
             let name = s(&env["name"]);
             // Helper variables that only compose AMQP_URL from the operator's secret.
@@ -389,53 +398,68 @@ fn kubernetes_manifests_use_the_services_ports_variables_probes_and_queue() {
             s(&svc["spec"]["ports"][0]["port"]),
             service.port.to_string()
         );
+    }
+}
 
-        if needs_database {
-            // Its own database on the primary; user and password from the
-            // operator's Secret (the driver reads PGUSER and PGPASSWORD).
+#[test]
+fn kubernetes_services_with_state_use_the_cloudnativepg_database_and_keep_replicas() {
+    let resources = k8s_base_resources();
+    // CloudNativePG names the primary's Service and the Secret with the
+    // application user's credentials after the cluster.
+    let database_cluster = the_only(&resources, "postgresql.cnpg.io", "Cluster");
+    let cluster_name = s(&database_cluster["metadata"]["name"]);
+    let primary = format!("{cluster_name}-rw");
+    let app_secret = format!("{cluster_name}-app");
+    for service in SERVICES
+        .iter()
+        .filter(|service| DATABASE_SERVICES.contains(&service.name))
+    {
+        let deployment = find_resource(&resources, "Deployment", service.name);
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        // Its own database on the primary; user and password from the
+        // operator's Secret (the driver reads PGUSER and PGPASSWORD).
+        assert_eq!(
+            env_entry(container, "DATABASE_URL").map(|e| s(&e["value"])),
+            Some(format!("postgres://{primary}:5432/{}", service.name)),
+            "{} DATABASE_URL",
+            service.name
+        );
+        for (variable, key) in [("PGUSER", "username"), ("PGPASSWORD", "password")] {
+            let entry = env_entry(container, variable)
+                .unwrap_or_else(|| panic!("{}: no {variable}", service.name));
+            let secret = &entry["valueFrom"]["secretKeyRef"];
             assert_eq!(
-                env_entry(container, "DATABASE_URL").map(|e| s(&e["value"])),
-                Some(format!("postgres://{primary}:5432/{}", service.name)),
-                "{} DATABASE_URL",
+                s(&secret["name"]),
+                app_secret,
+                "{} {variable}",
                 service.name
             );
-            for (variable, key) in [("PGUSER", "username"), ("PGPASSWORD", "password")] {
-                let entry = env_entry(container, variable)
-                    .unwrap_or_else(|| panic!("{}: no {variable}", service.name));
-                let secret = &entry["valueFrom"]["secretKeyRef"];
-                assert_eq!(
-                    s(&secret["name"]),
-                    app_secret,
-                    "{} {variable}",
-                    service.name
-                );
-                assert_eq!(s(&secret["key"]), key, "{} {variable}", service.name);
-            }
-            // State is in the database: several replicas, rolled rather than
-            // recreated, and a PodDisruptionBudget keeps one serving through
-            // node drains.
-            let spec = &deployment["spec"];
-            assert!(
-                spec["replicas"].as_u64().unwrap() >= 2,
-                "{} replicas",
-                service.name
-            );
-            assert_ne!(
-                spec["strategy"]["type"].as_str(),
-                Some("Recreate"),
-                "{} strategy",
-                service.name
-            );
-            let pods = &spec["selector"]["matchLabels"];
-            assert!(
-                resources
-                    .iter()
-                    .any(|r| is_kind(r, "policy", "PodDisruptionBudget")
-                        && r["spec"]["selector"]["matchLabels"] == *pods),
-                "no PodDisruptionBudget selects {}",
-                service.name
-            );
+            assert_eq!(s(&secret["key"]), key, "{} {variable}", service.name);
         }
+        // State is in the database: several replicas, rolled rather than
+        // recreated, and a PodDisruptionBudget keeps one serving through
+        // node drains.
+        let spec = &deployment["spec"];
+        assert!(
+            spec["replicas"].as_u64().unwrap() >= 2,
+            "{} replicas",
+            service.name
+        );
+        assert_ne!(
+            spec["strategy"]["type"].as_str(),
+            Some("Recreate"),
+            "{} strategy",
+            service.name
+        );
+        let pods = &spec["selector"]["matchLabels"];
+        assert!(
+            resources
+                .iter()
+                .any(|r| is_kind(r, "policy", "PodDisruptionBudget")
+                    && r["spec"]["selector"]["matchLabels"] == *pods),
+            "no PodDisruptionBudget selects {}",
+            service.name
+        );
     }
     // Each service's database exists and belongs to the user of the app
     // Secret: the cluster's initdb database, or a Database resource.
@@ -453,8 +477,12 @@ fn kubernetes_manifests_use_the_services_ports_variables_probes_and_queue() {
             "no database {name} owned by {owner} on {cluster_name}"
         );
     }
+}
 
-    assert_eq!(s(&config["data"]["QUEUE_TYPE"]), "quorum");
+#[test]
+fn kubernetes_gateway_points_at_its_upstreams_and_the_worker_autoscales() {
+    let resources = k8s_base_resources();
+    let find = |kind: &str, name: &str| find_resource(&resources, kind, name);
     let gateway = &find("Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0];
     let env = |c: &Value, key: &str| env_entry(c, key).map(|e| s(&e["value"]));
     assert_eq!(
@@ -469,7 +497,14 @@ fn kubernetes_manifests_use_the_services_ports_variables_probes_and_queue() {
     assert!(env(worker, "WORKER_CONCURRENCY").is_some());
     let hpa = find("HorizontalPodAutoscaler", "worker");
     assert_eq!(s(&hpa["spec"]["scaleTargetRef"]["name"]), "worker");
+    assert!(find("RabbitmqCluster", "rabbitmq")["spec"]["replicas"].is_number());
+}
 
+#[test]
+fn kubernetes_runs_jaeger_v2_with_collector_and_query_apart_and_the_index_cleaner() {
+    let resources = k8s_base_resources();
+    let find = |kind: &str, name: &str| find_resource(&resources, kind, name);
+    let env = |c: &Value, key: &str| env_entry(c, key).map(|e| s(&e["value"]));
     // Jaeger v2 through the OpenTelemetry Operator: a collector that
     // autoscales, and the query service (UI) scaled apart, both on the same
     // Elasticsearch indices, which a CronJob prunes.
@@ -526,7 +561,13 @@ fn kubernetes_manifests_use_the_services_ports_variables_probes_and_queue() {
         env(cleaner, "INDEX_PREFIX").unwrap(),
         s(&written["indices"]["index_prefix"])
     );
+}
 
+#[test]
+fn the_kubernetes_collector_tail_samples_and_spreads_traces_over_jaegers_pods() {
+    let resources = k8s_base_resources();
+    let find = |kind: &str, name: &str| find_resource(&resources, kind, name);
+    let jaeger = find("OpenTelemetryCollector", "jaeger");
     // The collector keeps every error trace, and a ratio of the rest.
     let collector = find("ConfigMap", "otel-collector-config");
     let collector_config: Value =
@@ -550,7 +591,6 @@ fn kubernetes_manifests_use_the_services_ports_variables_probes_and_queue() {
         collector_config["service"]["pipelines"]["traces"]["exporters"][0],
         "loadbalancing/jaeger"
     );
-    assert!(find("RabbitmqCluster", "rabbitmq")["spec"]["replicas"].is_number());
 }
 
 /// `(major, minor)` of a `1.89`-style version.

@@ -298,10 +298,33 @@ async fn each_task_type_produces_its_result_and_a_trace_id_for_a_request_without
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_platforms_own_spans_are_exported_not_library_internals_nor_probes() {
-    let mut platform = Platform::start("no-library-spans").await;
-    // Probes and scrapes, as an orchestrator and Prometheus send them.
+/// The beginnings of every span name the platform exports.
+const PLATFORM_SPAN_NAMES: &[&str] = &[
+    "GET ",
+    "POST ",
+    "create-task",
+    "store-task",
+    "get-task",
+    "remove-task",
+    "send ",
+    "process ",
+    "process-task",
+    "execute-task",
+    "apply-status-update",
+    "report-status",
+    "catalog-lookup",
+    "delete-expired-tasks",
+    // the database's CLIENT spans
+    "INSERT tasks",
+    "SELECT tasks",
+    "UPDATE tasks",
+    "DELETE tasks",
+    "SELECT products",
+    "COMMIT",
+];
+
+/// Probes and scrapes, as an orchestrator and Prometheus send them.
+async fn send_probes_and_scrapes(platform: &Platform) {
     for service in [
         &platform.gateway,
         &platform.backend,
@@ -317,6 +340,12 @@ async fn only_the_platforms_own_spans_are_exported_not_library_internals_nor_pro
                 .unwrap();
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_platforms_own_spans_are_exported_not_library_internals_nor_probes() {
+    let mut platform = Platform::start("no-library-spans").await;
+    send_probes_and_scrapes(&platform).await;
     let accepted = platform
         .post_task(json!({"type": "echo", "payload": {}}))
         .await;
@@ -349,34 +378,11 @@ async fn only_the_platforms_own_spans_are_exported_not_library_internals_nor_pro
         .into_iter()
         .map(|s| format!("{} {}", s.service, s.name))
         .collect();
-    let expected_prefixes = [
-        "GET ",
-        "POST ",
-        "create-task",
-        "store-task",
-        "get-task",
-        "remove-task",
-        "send ",
-        "process ",
-        "process-task",
-        "execute-task",
-        "apply-status-update",
-        "report-status",
-        "catalog-lookup",
-        "delete-expired-tasks",
-        // the database's CLIENT spans
-        "INSERT tasks",
-        "SELECT tasks",
-        "UPDATE tasks",
-        "DELETE tasks",
-        "SELECT products",
-        "COMMIT",
-    ];
     let foreign: Vec<&String> = names
         .iter()
         .filter(|n| {
             let name = n.split_once(' ').map(|(_, name)| name).unwrap_or(n);
-            !expected_prefixes.iter().any(|p| name.starts_with(p))
+            !PLATFORM_SPAN_NAMES.iter().any(|p| name.starts_with(p))
         })
         .collect();
     assert!(foreign.is_empty(), "unexpected spans exported: {foreign:?}");
