@@ -362,16 +362,7 @@ async fn only_the_platforms_own_spans_are_exported_not_library_internals_nor_pro
         .await;
     // Flush first, then assert: each service stops gracefully, exporting
     // everything it still held.
-    for service in [
-        &mut platform.gateway,
-        &mut platform.backend,
-        &mut platform.product,
-        &mut platform.worker,
-    ] {
-        service.terminate();
-        let exited = service.wait_exit(Duration::from_secs(20)).await;
-        assert!(exited.is_some_and(|s| s.success()), "{exited:?}");
-    }
+    platform.stop_gracefully().await;
     let names: std::collections::BTreeSet<String> = platform
         .collector
         .spans()

@@ -266,16 +266,7 @@ async fn platform_exporting_to(viewer: &Viewer, label: &str) -> Platform {
 /// last spans on the way out), then the viewer stops, printing what it
 /// still held; its whole output.
 async fn everything_the_viewer_will_print(mut platform: Platform, mut viewer: Viewer) -> String {
-    for service in [
-        &mut platform.gateway,
-        &mut platform.backend,
-        &mut platform.product,
-        &mut platform.worker,
-    ] {
-        service.terminate();
-        let exited = service.wait_exit(Duration::from_secs(20)).await;
-        assert!(exited.is_some_and(|s| s.success()), "{exited:?}");
-    }
+    platform.stop_gracefully().await;
     viewer.stop()
 }
 
