@@ -513,6 +513,8 @@ def main():
     parser.add_argument("--headline-from", type=int, default=6000, help="the first rate probed (tasks/s)")
     args = parser.parse_args()
     only = set(args.only.split(","))
+    if shutil.which("wrk") is None:
+        sys.exit("bench.py needs wrk: apt-get install wrk")
     subprocess.run(["cargo", "build", "--release", "--workspace", "--bins"], cwd=ROOT, check=True)
     BIN = target_dir()
     if "machine" in only:
