@@ -9,11 +9,10 @@
 
 use std::sync::OnceLock;
 
-use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use shared::{amqp::BrokerSettings, db::DatabaseSettings};
 use tokio::sync::oneshot;
-use tracing_subscriber::{layer::SubscriberExt, Layer};
+use tracing_subscriber::layer::SubscriberExt;
 
 use crate::{
     broker::TestVhost,
@@ -28,9 +27,7 @@ fn init_tracing() {
     PROVIDER.get_or_init(|| {
         shared::telemetry::install_propagator();
         let provider = SdkTracerProvider::builder().build();
-        let layer = tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("in-process-tests"))
-            .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+        let layer = shared::telemetry::span_layer(&provider, "in-process-tests");
         // Another test of this binary may have installed one first: then
         // that one stays, which is fine for these tests.
         let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));

@@ -143,30 +143,11 @@ pub fn init(default_service_name: &str, version: &str) -> Result<TelemetryGuard,
     let provider = builder.build();
     global::set_tracer_provider(provider.clone());
 
-    let tracer = provider.tracer(service_name.clone());
     // RUST_LOG filters the log output only: a registry-wide filter would also
     // drop spans before the OpenTelemetry layer sees them.
     let log_filter = log_filter();
     let subscriber = tracing_subscriber::registry()
-        // Only the platform's own spans become OpenTelemetry spans (all of
-        // them INFO): libraries open spans of their own (h2 under the gRPC
-        // exporter and hyper on every poll at DEBUG/TRACE, which would feed
-        // the exporter its own activity; lapin's `io_loop` at INFO when a
-        // connection closes). This filter is on the OpenTelemetry layer
-        // alone and does not follow RUST_LOG.
-        .with(
-            tracing_opentelemetry::layer()
-                .with_tracer(tracer)
-                .with_error_records_to_exceptions(true)
-                // Off: per-span source location, thread and busy/idle time
-                // attributes. Every span would carry five more attributes
-                // (and two clock reads per poll) that the traces here do not
-                // need; BENCHMARKS.md has what they cost.
-                .with_location(false)
-                .with_threads(false)
-                .with_tracked_inactivity(false)
-                .with_filter(platform_spans()),
-        )
+        .with(span_layer(&provider, &service_name))
         .with(log_format::layer(log_format).with_filter(log_filter));
     log_format::install(subscriber)?;
 
@@ -189,6 +170,31 @@ pub fn init(default_service_name: &str, version: &str) -> Result<TelemetryGuard,
         provider: Some(provider),
         runtime,
     })
+}
+
+/// The layer that turns `tracing` spans into OpenTelemetry spans of
+/// `provider`. Only the platform's own spans (all of them INFO) become
+/// OpenTelemetry spans: libraries open spans of their own (h2 under the gRPC
+/// exporter and hyper on every poll at DEBUG/TRACE, which would feed the
+/// exporter its own activity; lapin's `io_loop` at INFO when a connection
+/// closes). The filter is on this layer alone and does not follow
+/// `RUST_LOG`. [`init`] installs it; tests that build services in process
+/// install it with a provider of their own.
+pub fn span_layer<S>(provider: &SdkTracerProvider, scope: &str) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer(scope.to_string()))
+        .with_error_records_to_exceptions(true)
+        // Off: per-span source location, thread and busy/idle time
+        // attributes. Every span would carry five more attributes (and two
+        // clock reads per poll) that the traces here do not need;
+        // BENCHMARKS.md has what they cost.
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_filter(platform_spans())
 }
 
 /// The crates whose spans are exported: the services and this library.
