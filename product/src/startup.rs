@@ -25,18 +25,21 @@ impl Application {
     /// `config.port`.
     pub async fn build(config: Config) -> Result<Self, ServiceError> {
         let database = Database::connect(&config.database, &MIGRATIONS).await?;
-        let catalog = CatalogActor::new(database.clone(), config.cache_ttl).start();
         let (observability, ()) =
             Observability::new(|registry| database.register_metrics(registry));
         let dependencies = Dependencies {
             broker: None,
-            database: Some(database),
+            database: Some(database.clone()),
         };
+        let cache_ttl = config.cache_ttl;
         let server = BoundServer::bind(config.port, |listener| {
             Ok(HttpServer::new(move || {
+                // One catalog actor per worker thread, started on it: its
+                // lookups never cross threads (see `actors::catalog_actor`).
+                let catalog = CatalogActor::new(database.clone(), cache_ttl).start();
                 observability
                     .app()
-                    .app_data(web::Data::new(catalog.clone()))
+                    .app_data(web::Data::new(catalog))
                     .app_data(web::Data::new(dependencies.clone()))
                     .route(READY_PATH, web::get().to(ready))
                     .configure(routes::products::configure)

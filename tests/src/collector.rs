@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use trace_view::{Receiver, SpanSink};
+use trace_view::{flatten, ExportTraceServiceRequest, Receiver, SpanSink};
 
 pub use trace_view::{ReceivedEvent, ReceivedSpan, SpanKind};
 
@@ -15,7 +15,8 @@ pub use trace_view::{ReceivedEvent, ReceivedSpan, SpanKind};
 struct Store(Mutex<Vec<ReceivedSpan>>);
 
 impl SpanSink for Store {
-    fn accept(&self, spans: Vec<ReceivedSpan>) {
+    fn accept(&self, request: ExportTraceServiceRequest) {
+        let spans = flatten(request);
         if let Ok(mut store) = self.0.lock() {
             store.extend(spans);
         }

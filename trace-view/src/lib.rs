@@ -13,5 +13,6 @@ pub mod receiver;
 pub mod render;
 pub mod span;
 
+pub use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 pub use receiver::{Receiver, SpanSink};
-pub use span::{ReceivedEvent, ReceivedSpan, SpanKind};
+pub use span::{flatten, span_count, ReceivedEvent, ReceivedSpan, SpanKind};

@@ -16,8 +16,9 @@ use std::{
 
 use trace_view::{
     assembler::{Assembler, FinishedTrace, Limits},
+    flatten,
     render::{self, Filter, Style},
-    ReceivedSpan, Receiver, SpanSink,
+    span_count, ExportTraceServiceRequest, Receiver, SpanSink,
 };
 
 const USAGE: &str = "\
@@ -153,12 +154,15 @@ impl View {
 }
 
 impl SpanSink for View {
-    fn accept(&self, spans: Vec<ReceivedSpan>) {
-        self.received
-            .fetch_add(spans.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    fn accept(&self, request: ExportTraceServiceRequest) {
+        self.received.fetch_add(
+            span_count(&request) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         if self.options.discard {
             return;
         }
+        let spans = flatten(request);
         let evicted = match self.assembler.lock() {
             Ok(mut assembler) => assembler.add(spans, Instant::now()),
             Err(_) => return,

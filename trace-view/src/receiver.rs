@@ -21,15 +21,16 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 use tokio::{net::TcpListener, sync::oneshot};
 
-use crate::span::{flatten, ReceivedSpan};
-
 /// Largest export request accepted (the SDKs send far less per batch).
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 
-/// Where received spans go.
+/// Where received export requests go. A sink that keeps spans turns a
+/// request into them with [`flatten`](crate::flatten); one that only counts
+/// them (`--discard`) uses [`span_count`](crate::span_count) and skips that
+/// work, which costs more than decoding (a map of attributes per span).
 pub trait SpanSink: Send + Sync + 'static {
-    /// Takes the spans of one export request.
-    fn accept(&self, spans: Vec<ReceivedSpan>);
+    /// Takes one decoded export request.
+    fn accept(&self, request: ExportTraceServiceRequest);
 }
 
 /// The two listeners. Dropping it (or [`stop`](Self::stop)) stops both.
@@ -122,7 +123,7 @@ impl TraceService for GrpcReceiver {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.sink.accept(flatten(request.into_inner()));
+        self.sink.accept(request.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
 }
@@ -152,7 +153,7 @@ fn export_http(headers: &HeaderMap, body: Bytes, sink: &dyn SpanSink) -> Respons
     }
     match ExportTraceServiceRequest::decode(body) {
         Ok(request) => {
-            sink.accept(flatten(request));
+            sink.accept(request);
             (
                 StatusCode::OK,
                 [(CONTENT_TYPE, "application/x-protobuf")],

@@ -124,6 +124,16 @@ impl ReceivedSpan {
     }
 }
 
+/// How many spans an export request carries.
+pub fn span_count(request: &ExportTraceServiceRequest) -> usize {
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|resource_spans| &resource_spans.scope_spans)
+        .map(|scope_spans| scope_spans.spans.len())
+        .sum()
+}
+
 /// Every span of an export request, each with its resource's attributes.
 pub fn flatten(request: ExportTraceServiceRequest) -> Vec<ReceivedSpan> {
     let mut out = Vec::new();

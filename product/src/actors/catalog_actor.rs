@@ -5,13 +5,19 @@
 //! `CATALOG_CACHE_TTL` (1 s by default), so that a hot catalog costs the
 //! database one statement per distinct query and second rather than one per
 //! request (a statement through the database driver costs several times the
-//! rest of the request; see BENCHMARKS.md). A lookup that reads the database
+//! rest of the request; see BENCHMARKS.md). Answers are shared (`Arc`), not
+//! copied, with the requests they go to.
+//!
+//! Each HTTP worker thread runs an actor of its own (see `startup`): a
+//! lookup is then a message to an actor on the same thread, where one actor
+//! for the process cost two thread wake-ups per request. A lookup that reads the database
 //! has the statement's CLIENT span (`SELECT products`) inside it, and every
 //! lookup says which it was (`product.cache`: `hit` or `miss`).
 
 use std::{
     collections::HashMap,
     hash::Hash,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -30,8 +36,8 @@ const MAX_CACHED: usize = 4096;
 /// The actor answering catalog lookups.
 pub struct CatalogActor {
     db: Database,
-    pages: Cache<PageKey, ProductPage>,
-    products: Cache<u32, Option<Product>>,
+    pages: Cache<PageKey, Arc<ProductPage>>,
+    products: Cache<u32, Option<Arc<Product>>>,
 }
 
 impl CatalogActor {
@@ -61,20 +67,20 @@ pub struct ListProducts {
 }
 
 impl Message for ListProducts {
-    type Result = Result<ProductPage, DbError>;
+    type Result = Result<Arc<ProductPage>, DbError>;
 }
 
 /// Look up one product.
 pub struct GetProduct(pub u32);
 
 impl Message for GetProduct {
-    type Result = Result<Option<Product>, DbError>;
+    type Result = Result<Option<Arc<Product>>, DbError>;
 }
 
 type PageKey = (Option<String>, usize, usize);
 
 impl Handler<Traced<ListProducts>> for CatalogActor {
-    type Result = ResponseActFuture<Self, Result<ProductPage, DbError>>;
+    type Result = ResponseActFuture<Self, Result<Arc<ProductPage>, DbError>>;
 
     fn handle(&mut self, msg: Traced<ListProducts>, _: &mut Self::Context) -> Self::Result {
         let query = msg.message();
@@ -99,7 +105,7 @@ impl Handler<Traced<ListProducts>> for CatalogActor {
         let read = async move {
             let page = products_table::list(&db, category, limit, offset).await?;
             tracing::Span::current().record("product.total", page.total);
-            Ok(page)
+            Ok(Arc::new(page))
         }
         .instrument(span);
         Box::pin(read.into_actor(self).map(move |page, act, _| {
@@ -112,7 +118,7 @@ impl Handler<Traced<ListProducts>> for CatalogActor {
 }
 
 impl Handler<Traced<GetProduct>> for CatalogActor {
-    type Result = ResponseActFuture<Self, Result<Option<Product>, DbError>>;
+    type Result = ResponseActFuture<Self, Result<Option<Arc<Product>>, DbError>>;
 
     fn handle(&mut self, msg: Traced<GetProduct>, _: &mut Self::Context) -> Self::Result {
         let span = tracing::info_span!(
@@ -132,7 +138,7 @@ impl Handler<Traced<GetProduct>> for CatalogActor {
         let read = async move {
             let product = products_table::get(&db, id).await?;
             tracing::Span::current().record("product.found", product.is_some());
-            Ok(product)
+            Ok(product.map(Arc::new))
         }
         .instrument(span);
         Box::pin(read.into_actor(self).map(move |product, act, _| {

@@ -4,7 +4,7 @@
 
 use std::{
     fmt,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -114,10 +114,39 @@ const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// Failures are not handed back to the SDK: its only reaction would be to log
 /// each one. Spans of a failed batch are dropped; the SDK's queue
 /// (`OTEL_BSP_MAX_QUEUE_SIZE`) bounds memory while the collector is away.
+///
+/// Over gRPC, up to `OTEL_BSP_MAX_CONCURRENT_EXPORTS` batches are in flight
+/// at once. The SDK's batch processor waits for each export before it takes
+/// the next batch, so one export at a time caps the spans a service can ship
+/// at a batch per collector round trip; under load the queue overflowed and
+/// most spans were dropped (BENCHMARKS.md). Shutdown waits for the batches
+/// in flight.
 #[derive(Debug)]
 pub(super) struct ReportingExporter {
-    inner: SpanExporter,
-    failures: Mutex<FailureLog>,
+    inner: Arc<SpanExporter>,
+    failures: Arc<Mutex<FailureLog>>,
+    /// `None`: one export at a time, on the SDK's thread (HTTP, whose
+    /// blocking client needs no runtime).
+    pipeline: Option<Pipeline>,
+}
+
+/// Where exports run side by side, and how many may.
+#[derive(Debug)]
+struct Pipeline {
+    runtime: tokio::runtime::Handle,
+    slots: Arc<tokio::sync::Semaphore>,
+    size: u32,
+}
+
+impl Pipeline {
+    /// Waits until no export is in flight (or `timeout` passes).
+    fn drain(&self, timeout: Duration) -> bool {
+        self.runtime.block_on(async {
+            tokio::time::timeout(timeout, self.slots.acquire_many(self.size))
+                .await
+                .is_ok_and(|permits| permits.is_ok())
+        })
+    }
 }
 
 #[derive(Debug, Default)]
@@ -158,10 +187,35 @@ impl FailureLog {
 }
 
 impl ReportingExporter {
-    fn new(inner: SpanExporter) -> Self {
+    fn new(inner: SpanExporter, pipeline: Option<Pipeline>) -> Self {
         Self {
-            inner,
-            failures: Mutex::default(),
+            inner: Arc::new(inner),
+            failures: Arc::default(),
+            pipeline,
+        }
+    }
+}
+
+/// Logs the outcome of one export as [`ReportingExporter`] describes.
+fn report(failures: &Mutex<FailureLog>, spans: usize, result: OTelSdkResult) {
+    let mut failures = failures.lock().unwrap_or_else(|p| p.into_inner());
+    match result {
+        Ok(()) => {
+            if failures.succeeded() {
+                tracing::info!("span export to the collector works again");
+            }
+        }
+        Err(err) => {
+            if let Some((batches, spans)) = failures.failed(spans, Instant::now()) {
+                tracing::warn!(
+                    error = %err,
+                    failed_batches = batches,
+                    dropped_spans = spans,
+                    "span export failed; spans are dropped until the collector is reachable (logged at most once a minute)"
+                );
+            } else {
+                tracing::debug!(error = %err, dropped_spans = spans, "span export still failing");
+            }
         }
     }
 }
@@ -169,46 +223,55 @@ impl ReportingExporter {
 impl opentelemetry_sdk::trace::SpanExporter for ReportingExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let spans = batch.len();
-        let result = self.inner.export(batch).await;
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        match result {
-            Ok(()) => {
-                if failures.succeeded() {
-                    tracing::info!("span export to the collector works again");
-                }
-            }
-            Err(err) => {
-                if let Some((batches, spans)) = failures.failed(spans, Instant::now()) {
-                    tracing::warn!(
-                        error = %err,
-                        failed_batches = batches,
-                        dropped_spans = spans,
-                        "span export failed; spans are dropped until the collector is reachable (logged at most once a minute)"
-                    );
-                } else {
-                    tracing::debug!(error = %err, dropped_spans = spans, "span export still failing");
-                }
-            }
-        }
+        let Some(pipeline) = &self.pipeline else {
+            let result = self.inner.export(batch).await;
+            report(&self.failures, spans, result);
+            return Ok(());
+        };
+        // With every slot taken, the SDK's thread waits here and its queue
+        // absorbs the backlog.
+        let Ok(slot) = pipeline.slots.clone().acquire_owned().await else {
+            return Ok(()); // closed: shutting down
+        };
+        let (inner, failures) = (self.inner.clone(), self.failures.clone());
+        pipeline.runtime.spawn(async move {
+            let result = inner.export(batch).await;
+            report(&failures, spans, result);
+            drop(slot);
+        });
         Ok(())
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        if let Some(pipeline) = &self.pipeline {
+            if !pipeline.drain(timeout) {
+                tracing::warn!(?timeout, "span exports still in flight at shutdown");
+            }
+        }
         self.inner.shutdown_with_timeout(timeout)
     }
 
     fn force_flush(&self) -> OTelSdkResult {
+        if let Some(pipeline) = &self.pipeline {
+            pipeline.drain(Duration::from_secs(5));
+        }
         self.inner.force_flush()
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
+        // Before the first export (the SDK sets it at start-up), the only
+        // holder of `inner`; afterwards the resource cannot change.
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.set_resource(resource),
+            None => tracing::warn!("span exporter resource not updated: exports in flight"),
+        }
     }
 }
 
 /// Builds the span exporter; for gRPC also the runtime it must live on.
 pub(super) fn build(
     target: &ExportTarget,
+    concurrent_exports: u32,
 ) -> Result<(ReportingExporter, Option<tokio::runtime::Runtime>), TelemetryError> {
     match target.protocol {
         ExportProtocol::Grpc => {
@@ -225,7 +288,15 @@ pub(super) fn build(
             }
             let exporter = builder.build()?;
             drop(_entered);
-            Ok((ReportingExporter::new(exporter), Some(runtime)))
+            let pipeline = Pipeline {
+                runtime: runtime.handle().clone(),
+                slots: Arc::new(tokio::sync::Semaphore::new(concurrent_exports as usize)),
+                size: concurrent_exports,
+            };
+            Ok((
+                ReportingExporter::new(exporter, Some(pipeline)),
+                Some(runtime),
+            ))
         }
         ExportProtocol::HttpProtobuf => {
             let mut builder = SpanExporter::builder()
@@ -234,7 +305,7 @@ pub(super) fn build(
             if let Some(endpoint) = &target.endpoint {
                 builder = builder.with_endpoint(endpoint);
             }
-            Ok((ReportingExporter::new(builder.build()?), None))
+            Ok((ReportingExporter::new(builder.build()?, None), None))
         }
     }
 }

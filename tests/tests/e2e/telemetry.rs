@@ -359,3 +359,46 @@ async fn rust_log_quiets_the_logs_but_never_drops_spans_and_text_logs_carry_trac
     stop_and_flush(quiet).await;
     stop_and_flush(chatty).await;
 }
+
+/// A burst of spans far larger than the SDK's own queue (2,048) and one
+/// export batch reaches the collector whole once the pipeline is shut down:
+/// the platform's queue holds it, and the shutdown waits for every export
+/// in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_spans_larger_than_the_sdk_queue_reaches_the_collector_whole() {
+    use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+    use shared::telemetry::{export_pipeline, ExportProtocol, ExportTarget};
+
+    const BURST: usize = 12_000;
+    let collector = OtlpCollector::start().await;
+    let target = ExportTarget {
+        protocol: ExportProtocol::Grpc,
+        endpoint: Some(collector.grpc_endpoint()),
+        jaeger_agent_host: None,
+    };
+    let resource = opentelemetry_sdk::Resource::builder_empty()
+        .with_service_name("burst")
+        .build();
+    // The guard blocks while it flushes: off the async threads.
+    tokio::task::spawn_blocking(move || {
+        let guard = export_pipeline(&target, resource).expect("export pipeline");
+        let tracer = guard.provider().expect("provider").tracer("burst");
+        for i in 0..BURST {
+            let mut span = tracer.start(format!("burst-{i}"));
+            span.end();
+        }
+        guard.shutdown();
+    })
+    .await
+    .expect("burst thread");
+
+    let spans = collector.spans();
+    let mut names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(
+        (spans.len(), names.len()),
+        (BURST, BURST),
+        "every span of the burst, once each"
+    );
+}
