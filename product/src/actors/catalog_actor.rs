@@ -3,16 +3,18 @@
 //!
 //! The `products` table is the truth; the actor keeps what it read for
 //! `CATALOG_CACHE_TTL` (1 s by default), so that a hot catalog costs the
-//! database one statement per distinct query and second rather than one per
-//! request (a statement through the database driver costs several times the
+//! database one statement per distinct query, second and worker thread
+//! rather than one per request (a statement through the database driver costs several times the
 //! rest of the request; see BENCHMARKS.md). Answers are shared (`Arc`), not
 //! copied, with the requests they go to.
 //!
 //! Each HTTP worker thread runs an actor of its own (see `startup`): a
 //! lookup is then a message to an actor on the same thread, where one actor
-//! for the process cost two thread wake-ups per request. A lookup that reads the database
-//! has the statement's CLIENT span (`SELECT products`) inside it, and every
-//! lookup says which it was (`product.cache`: `hit` or `miss`).
+//! for the process cost two thread wake-ups per request.
+//!
+//! A lookup that reads the database has the statement's CLIENT span
+//! (`SELECT products`) inside it, and every lookup says which it was
+//! (`product.cache`: `hit` or `miss`).
 
 use std::{
     collections::HashMap,

@@ -177,8 +177,11 @@ pub fn init(default_service_name: &str, version: &str) -> Result<TelemetryGuard,
 /// A tracer provider exporting to `target` the way the services do: the
 /// platform's batch settings ([`DEFAULT_MAX_QUEUE_SIZE`], unless
 /// `OTEL_BSP_*` say otherwise) and, over gRPC,
-/// [`DEFAULT_CONCURRENT_EXPORTS`] exports in flight. [`init`] builds the services' with it; shutting the guard down
-/// flushes every span that was queued.
+/// [`DEFAULT_CONCURRENT_EXPORTS`] exports in flight. [`init`] builds the
+/// services' with it. Shutting the guard down delivers every span that was
+/// queued; the provider's `force_flush` only hands them to exports, which
+/// may still be in flight when it returns (the SDK's processor does not
+/// wait on its exporter there).
 pub fn export_pipeline(
     target: &ExportTarget,
     resource: Resource,
