@@ -14,7 +14,7 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use lapin::{Channel, Connection, ConnectionProperties, ConnectionStatus};
+use lapin::{uri::AMQPUri, Channel, Connection, ConnectionProperties, ConnectionStatus};
 use prometheus_client::{metrics::gauge::Gauge, registry::Registry};
 use tokio::sync::Mutex;
 
@@ -23,6 +23,16 @@ use crate::config::SecretUrl;
 
 /// How long one connection attempt may take before the broker counts as down.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The largest frame asked of the broker unless `AMQP_URL` sets `frame_max`.
+///
+/// lapin keeps a send and a receive buffer of 32 frames each for the
+/// connection's life; at RabbitMQ's default of 128 KiB they become up to
+/// 8 MiB resident per process once traffic has passed through them (the
+/// backend and the worker held 6-7 MiB more after load). Bodies larger than
+/// a frame travel as several, which costs nothing measurable at the
+/// platform's message sizes (BENCHMARKS.md).
+pub const DEFAULT_FRAME_MAX: u32 = 16 * 1024;
 
 /// Why no channel could be had.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +49,9 @@ pub enum BrokerError {
     /// The broker or the network refused.
     #[error("message broker error: {0}")]
     Amqp(#[from] lapin::Error),
+    /// `AMQP_URL` is not an AMQP URL.
+    #[error("AMQP_URL is not a valid amqp:// URL: {0}")]
+    InvalidUrl(String),
 }
 
 /// A cloneable handle to the process's broker connection.
@@ -124,11 +137,12 @@ impl Broker {
 
         let properties = ConnectionProperties::default()
             .with_connection_name(self.inner.connection_name.clone().into());
-        let attempt = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            Connection::connect(self.inner.url.expose(), properties),
-        )
-        .await;
+        let uri = match connection_uri(self.inner.url.expose()) {
+            Ok(uri) => uri,
+            Err(err) => return Err(self.failed(&mut state, err)),
+        };
+        let attempt =
+            tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect_uri(uri, properties)).await;
         let connection = match attempt {
             Ok(Ok(connection)) => connection,
             Ok(Err(err)) => return Err(self.failed(&mut state, BrokerError::Amqp(err))),
@@ -205,6 +219,13 @@ fn is_channel_error(err: &lapin::Error) -> bool {
     )
 }
 
+/// `url` parsed, with [`DEFAULT_FRAME_MAX`] unless it asks for a frame size.
+fn connection_uri(url: &str) -> Result<AMQPUri, BrokerError> {
+    let mut uri: AMQPUri = url.parse().map_err(BrokerError::InvalidUrl)?;
+    uri.query.frame_max.get_or_insert(DEFAULT_FRAME_MAX);
+    Ok(uri)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,5 +244,17 @@ mod tests {
             );
             assert!(!broker.is_connected());
         });
+    }
+
+    #[test]
+    fn the_frame_size_defaults_small_unless_the_url_sets_one() {
+        let default = connection_uri("amqp://guest:guest@127.0.0.1:5672/%2f").unwrap();
+        assert_eq!(default.query.frame_max, Some(DEFAULT_FRAME_MAX));
+        assert_eq!(default.vhost, "/");
+        let chosen = connection_uri("amqp://127.0.0.1:5672/v?frame_max=131072").unwrap();
+        assert_eq!(chosen.query.frame_max, Some(131_072));
+        assert_eq!(chosen.vhost, "v");
+        let bad = connection_uri("http://127.0.0.1/").unwrap_err();
+        assert!(matches!(bad, BrokerError::InvalidUrl(_)), "{bad:?}");
     }
 }

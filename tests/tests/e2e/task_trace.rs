@@ -261,10 +261,17 @@ async fn a_task_still_running_after_the_delay_reports_processing_then_its_outcom
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_task_type_produces_its_result_and_a_trace_id_for_a_request_without_traceparent() {
     let platform = Platform::start("task-types").await;
+    // Near the 64 KiB body limit: the task and its result each cross the
+    // broker as several AMQP frames (DEFAULT_FRAME_MAX is 16 KiB).
+    let blob = "x".repeat(60 * 1024);
     let cases = [
         (
             json!({"type": "echo", "payload": {"greeting": "hello", "n": [1, 2]}}),
             json!({"greeting": "hello", "n": [1, 2]}),
+        ),
+        (
+            json!({"type": "echo", "payload": {"blob": blob}}),
+            json!({"blob": blob}),
         ),
         (
             json!({"type": "sleep", "payload": {"ms": 50}}),
