@@ -3,7 +3,7 @@
 measured sections (between <!-- bench:NAME --> markers; the hand-written
 parts stay).
 
-    scripts/bench.py                       # everything (about 25 minutes)
+    scripts/bench.py                       # everything (about 27 minutes)
     scripts/bench.py --only tracing,hop    # some sections
     scripts/bench.py --headline-minutes 2  # a shorter sustained run
 
@@ -45,7 +45,7 @@ ORIGINAL = {
     "sustained_tps": 555,
 }
 
-SECTIONS = ["machine", "headline", "tracing", "hop", "broker", "scaling", "memory", "e2e"]
+SECTIONS = ["machine", "headline", "cpu", "tracing", "hop", "broker", "scaling", "memory", "e2e"]
 
 
 def sh(*args, **kw):
@@ -431,6 +431,63 @@ def memory():
             "(`wrk -c64`) and 10 s of `loadgen mixed --users 32`.\n\n" + "\n".join(table))
 
 
+def cpu_seconds(pid):
+    """utime + stime of a process so far, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rabbitmq_pid():
+    return int(sh("rabbitmqctl", "-q", "eval", "os:getpid().").strip().strip('"'))
+
+
+CPU_RATES = (1000, 2000, 3000)
+CPU_COLUMNS = ["backend", "worker", "gateway", "rabbitmq", "sink", "loadgen"]
+
+
+def cpu_per_task():
+    """CPU time per task of every process on the machine, at fixed POST rates."""
+    rows = []
+    for rate in CPU_RATES:
+        seconds = 20
+        with platform_up() as (svc, _, stack):
+            pids = {name: svc[name].proc.pid for name in ("backend", "worker", "gateway")}
+            pids["rabbitmq"] = rabbitmq_pid()
+            pids["sink"] = stack.sink.pid
+            out = Path(tempfile.mktemp(suffix=".json"))
+            load = subprocess.Popen([str(BIN / "loadgen"), "post-tasks", "--host", svc["gateway"].url(),
+                                     "--rate", str(rate), "--duration", f"{seconds}s", "--json", str(out)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            pids["loadgen"] = load.pid
+            # The middle of the run: past start-up, before the last requests drain.
+            time.sleep(3)
+            before, started = {n: cpu_seconds(p) for n, p in pids.items()}, time.time()
+            time.sleep(seconds - 6)
+            after, elapsed = {n: cpu_seconds(p) for n, p in pids.items()}, time.time() - started
+            load.wait()
+            summary = json.loads(out.read_text())
+            out.unlink()
+        # loadgen's own count of what it sent (a fixed rate can run a little ahead).
+        tasks = summary["iterations_per_second"] * elapsed
+        micros = {n: (after[n] - before[n]) * 1e6 / tasks for n in pids}
+        rows.append((rate, summary, micros))
+        print("cpu", rate, {n: round(v) for n, v in micros.items()})
+    cpus = os.cpu_count() or 1
+    table = ["| rate | reached | " + " | ".join(CPU_COLUMNS) + f" | all | {cpus} cores allow |",
+             "|---|---|" + "---|" * (len(CPU_COLUMNS) + 2)]
+    for rate, summary, micros in rows:
+        total = sum(micros.values())
+        table.append(f"| {rate:,}/s | {summary['iterations_per_second']:,.0f}/s, {summary['failed_iterations']} failed | "
+                     + " | ".join(f"{micros[n]:.0f}" for n in CPU_COLUMNS)
+                     + f" | **{total:,.0f} µs** | {cpus * 1e6 / rate:,.0f} µs |")
+    return (f"`loadgen post-tasks --rate R --duration 20s` through the gateway with the worker running; CPU time "
+            f"(`utime + stime` from `/proc/<pid>/stat`) of each process over the middle {20 - 6} s, divided by the "
+            "tasks posted in that time (at the rate loadgen reached), in µs per task. Everything shares the machine's cores, so the sustainable "
+            "rate is where *all* reaches what the cores allow. The product service takes no part (0 µs).\n\n"
+            + "\n".join(table))
+
+
 def e2e():
     rows = []
     with platform_up() as (svc, _, _):
@@ -544,6 +601,8 @@ def main():
     BIN = target_dir()
     if "machine" in only:
         write_section("machine", machine())
+    if "cpu" in only:
+        write_section("cpu", cpu_per_task())
     if "tracing" in only:
         write_section("tracing", tracing_cost())
     if "hop" in only:

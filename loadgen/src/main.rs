@@ -82,7 +82,10 @@ async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
         &options,
         &metrics,
         run,
-        run.elapsed().min(options.duration + Duration::from_secs(1)),
+        // Iterations per second over the time they kept starting, but never
+        // over less than the run (a platform that stopped answering must
+        // not look fast).
+        run.active().max(run.elapsed().min(options.duration)),
     );
     println!("{}", summary.table());
     if let Some(path) = &options.json {

@@ -3,9 +3,12 @@
 //! submitted and followed until done).
 //!
 //! In fixed-rate mode every iteration waits for its slot on a common schedule
-//! (iteration `n` starts at `n / rate` seconds), so the schedule does not
-//! slow down when the platform does; an iteration that starts late because
-//! every user was busy shows as a lower rate reached than asked for.
+//! (iteration `n` starts at `n / rate` seconds after the first), so the
+//! schedule does not slow down when the platform does; an iteration that
+//! starts late because every user was busy shows as a lower rate reached than
+//! asked for. The schedule starts with the first iteration, not when the run
+//! is set up: goose takes a moment to launch its users, and a schedule
+//! already running would make that moment up in a burst.
 //! End-to-end latencies run from the POST to the poll that saw `succeeded`.
 
 use std::{
@@ -27,12 +30,17 @@ const FOLLOW_LIMIT: Duration = Duration::from_secs(60);
 /// The run's shared state: the schedule and what the progress line and the
 /// report read.
 pub struct Run {
-    started: Instant,
+    /// When the first iteration started: the schedule's origin.
+    first: OnceLock<Instant>,
     rate: Option<f64>,
     poll: Duration,
     follow_every: Option<u64>,
-    /// Iterations started (the next slot, in fixed-rate mode).
+    /// Slots handed out (an iteration may still be waiting for its slot).
+    slots: AtomicU64,
+    /// Iterations started.
     pub iterations: AtomicU64,
+    /// When the latest iteration started, in microseconds after the first.
+    last_start_micros: AtomicU64,
     /// Iterations that ended in an error of any kind.
     pub failures: AtomicU64,
     /// End-to-end latencies (POST to `succeeded`), microseconds.
@@ -51,31 +59,46 @@ pub fn run() -> &'static Run {
 impl Run {
     fn new(rate: Option<f64>, poll: Duration, follow_every: Option<u64>) -> Self {
         Self {
-            started: Instant::now(),
+            first: OnceLock::new(),
             rate,
             poll,
             follow_every,
+            slots: AtomicU64::new(0),
             iterations: AtomicU64::new(0),
+            last_start_micros: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             e2e_micros: Mutex::new(Vec::new()),
             unfinished: AtomicU64::new(0),
         }
     }
 
-    /// Time since the run started.
+    /// Time since the first iteration started (zero before).
     pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
+        self.first.get().map_or(Duration::ZERO, Instant::elapsed)
+    }
+
+    /// How long iterations kept starting: from the first start to the latest.
+    pub fn active(&self) -> Duration {
+        Duration::from_micros(self.last_start_micros.load(Ordering::Relaxed))
     }
 
     /// Claims the next iteration and, in fixed-rate mode, waits for its slot;
     /// returns its number and when it was due.
     async fn next_iteration(&self) -> (u64, Instant) {
-        let n = self.iterations.fetch_add(1, Ordering::Relaxed);
-        let Some(rate) = self.rate else {
-            return (n, Instant::now());
+        let first = *self.first.get_or_init(Instant::now);
+        let n = self.slots.fetch_add(1, Ordering::Relaxed);
+        let due = match self.rate {
+            Some(rate) => {
+                let due = first + Duration::from_secs_f64(n as f64 / rate);
+                tokio::time::sleep_until(due.into()).await;
+                due
+            }
+            None => Instant::now(),
         };
-        let due = self.started + Duration::from_secs_f64(n as f64 / rate);
-        tokio::time::sleep_until(due.into()).await;
+        self.iterations.fetch_add(1, Ordering::Relaxed);
+        let since_first = Instant::now().saturating_duration_since(first);
+        self.last_start_micros
+            .fetch_max(since_first.as_micros() as u64, Ordering::Relaxed);
         (n, due)
     }
 
@@ -244,5 +267,33 @@ async fn follow(user: &mut GooseUser, id: &str, posted: Instant) -> TransactionR
             return Ok(());
         }
         tokio::time::sleep(run().poll).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_late_first_iteration_does_not_start_with_a_burst_of_overdue_slots() {
+        let run = Run::new(Some(100.0), Duration::from_millis(5), None);
+        // Goose launching its users late.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let claimed = Instant::now();
+        let (n, first_due) = run.next_iteration().await;
+        assert_eq!(n, 0);
+        assert!(
+            first_due >= claimed,
+            "the first slot was already overdue when it was claimed"
+        );
+        let (n, second_due) = run.next_iteration().await;
+        assert_eq!(n, 1);
+        assert_eq!(second_due - first_due, Duration::from_millis(10));
+        assert!(
+            Instant::now() >= second_due,
+            "the second slot was not waited for"
+        );
+        assert_eq!(run.iterations.load(Ordering::Relaxed), 2);
+        assert!(run.active() >= Duration::from_millis(10));
     }
 }
