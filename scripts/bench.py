@@ -439,6 +439,7 @@ def cpu_seconds(pid):
 
 
 def rabbitmq_pid():
+    """The local RabbitMQ node's operating-system process."""
     return int(sh("rabbitmqctl", "-q", "eval", "os:getpid().").strip().strip('"'))
 
 
@@ -468,7 +469,7 @@ def cpu_per_task():
             load.wait()
             summary = json.loads(out.read_text())
             out.unlink()
-        # loadgen's own count of what it sent (a fixed rate can run a little ahead).
+        # loadgen's own count of the iterations it started.
         tasks = summary["iterations_per_second"] * elapsed
         micros = {n: (after[n] - before[n]) * 1e6 / tasks for n in pids}
         rows.append((rate, summary, micros))
