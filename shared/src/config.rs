@@ -71,13 +71,21 @@ impl fmt::Display for SecretUrl {
 }
 
 /// A URL without its password (`scheme://user:***@host/...`), for logs and
-/// error messages.
+/// error messages. A malformed URL missing its `//` is masked as well: it is
+/// the one that ends up quoted in an error.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            let user = credentials.split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..])
+    let Some(colon) = url.find(':') else {
+        return url.to_string();
+    };
+    let authority = if url[colon + 1..].starts_with("//") {
+        colon + 3
+    } else {
+        colon + 1
+    };
+    match url.rfind('@') {
+        Some(at) if at > authority => {
+            let user = url[authority..at].split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..authority], &url[at..])
         }
         _ => url.to_string(),
     }
@@ -222,6 +230,10 @@ mod tests {
             "postgres://app:***@db:5432/backend"
         );
         assert_eq!(redact_url("amqp://rabbit:5672"), "amqp://rabbit:5672");
+        assert_eq!(
+            redact_url("amqp:guest:secret@rabbit"),
+            "amqp:guest:***@rabbit"
+        );
         let secret = SecretUrl::new("postgres://app:hunter2@db/backend");
         assert_eq!(secret.expose(), "postgres://app:hunter2@db/backend");
         assert!(!format!("{secret:?} {secret}").contains("hunter2"));

@@ -137,7 +137,7 @@ impl Broker {
 
         let properties = ConnectionProperties::default()
             .with_connection_name(self.inner.connection_name.clone().into());
-        let uri = match connection_uri(self.inner.url.expose()) {
+        let uri = match connection_uri(&self.inner.url) {
             Ok(uri) => uri,
             Err(err) => return Err(self.failed(&mut state, err)),
         };
@@ -220,8 +220,16 @@ fn is_channel_error(err: &lapin::Error) -> bool {
 }
 
 /// `url` parsed, with [`DEFAULT_FRAME_MAX`] unless it asks for a frame size.
-fn connection_uri(url: &str) -> Result<AMQPUri, BrokerError> {
-    let mut uri: AMQPUri = url.parse().map_err(BrokerError::InvalidUrl)?;
+/// The settings check it at start-up too, so a malformed `AMQP_URL` stops the
+/// service instead of looking like a broker that is down.
+pub(crate) fn connection_uri(url: &SecretUrl) -> Result<AMQPUri, BrokerError> {
+    let mut uri: AMQPUri = url
+        .expose()
+        .parse()
+        // lapin's message can quote the URL whole, password included.
+        .map_err(|err: String| {
+            BrokerError::InvalidUrl(err.replace(url.expose(), &url.to_string()))
+        })?;
     uri.query.frame_max.get_or_insert(DEFAULT_FRAME_MAX);
     Ok(uri)
 }
@@ -248,13 +256,16 @@ mod tests {
 
     #[test]
     fn the_frame_size_defaults_small_unless_the_url_sets_one() {
-        let default = connection_uri("amqp://guest:guest@127.0.0.1:5672/%2f").unwrap();
+        let url = |u: &str| connection_uri(&SecretUrl::new(u));
+        let default = url("amqp://guest:guest@127.0.0.1:5672/%2f").unwrap();
         assert_eq!(default.query.frame_max, Some(DEFAULT_FRAME_MAX));
         assert_eq!(default.vhost, "/");
-        let chosen = connection_uri("amqp://127.0.0.1:5672/v?frame_max=131072").unwrap();
+        let chosen = url("amqp://127.0.0.1:5672/v?frame_max=131072").unwrap();
         assert_eq!(chosen.query.frame_max, Some(131_072));
         assert_eq!(chosen.vhost, "v");
-        let bad = connection_uri("http://127.0.0.1/").unwrap_err();
+        let bad = url("http://127.0.0.1/").unwrap_err();
         assert!(matches!(bad, BrokerError::InvalidUrl(_)), "{bad:?}");
+        let unparsable = url("amqp:guest:hunter2@rabbit").unwrap_err().to_string();
+        assert!(!unparsable.contains("hunter2"), "{unparsable}");
     }
 }

@@ -37,8 +37,16 @@ impl BrokerSettings {
 
     /// Reads the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
+        let amqp_url = SecretUrl::new(env_string("AMQP_URL", DEFAULT_AMQP_URL));
+        if let Err(err) = super::broker::connection_uri(&amqp_url) {
+            return Err(ConfigError::Invalid {
+                name: "AMQP_URL",
+                value: amqp_url.to_string(),
+                reason: err.to_string(),
+            });
+        }
         Ok(Self {
-            amqp_url: SecretUrl::new(env_string("AMQP_URL", DEFAULT_AMQP_URL)),
+            amqp_url,
             task_queue: env_string("TASK_QUEUE", DEFAULT_TASK_QUEUE),
             result_queue: env_string("RESULT_QUEUE", DEFAULT_RESULT_QUEUE),
             queue_type: env_or("QUEUE_TYPE", QueueType::Classic)?,

@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use e2e_tests::{eventually, Platform, PlatformOptions};
+use e2e_tests::{
+    eventually, platform::bin_dir, Platform, PlatformOptions, Service, ServiceProcess,
+};
 use serde_json::{json, Value};
 use sqlx::Connection;
 
@@ -250,4 +252,33 @@ async fn a_worker_that_cannot_subscribe_is_not_ready_and_says_why_once() {
     // The platform's own worker is ready.
     let ready = status_of(&platform.http, format!("{}/ready", platform.worker.url())).await;
     assert_eq!(ready, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_amqp_url_stops_the_service_with_exit_code_2_naming_the_variable() {
+    // Not a broker that is down (which the services wait out): a URL that can
+    // never work, so they refuse to start and say which variable.
+    let log_dir = bin_dir().join("e2e-logs").join("bad-amqp-url");
+    let cases = [
+        (Service::Backend, "http://guest:hunter2@127.0.0.1:5672/"),
+        (Service::Worker, "amqp:guest:hunter2@127.0.0.1"),
+    ];
+    for (service, url) in cases {
+        let mut process = ServiceProcess::spawn(
+            service,
+            &[
+                ("AMQP_URL".into(), url.into()),
+                ("OTEL_SDK_DISABLED".into(), "true".into()),
+            ],
+            &log_dir,
+        );
+        let status = process
+            .wait_exit(Duration::from_secs(15))
+            .await
+            .unwrap_or_else(|| panic!("{url}: still running"));
+        assert_eq!(status.code(), Some(2), "{url}: {}", process.logs());
+        let logs = process.logs();
+        assert!(logs.contains("AMQP_URL"), "{url}: {logs}");
+        assert!(!logs.contains("hunter2"), "the password leaked: {logs}");
+    }
 }
