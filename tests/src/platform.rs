@@ -279,6 +279,34 @@ impl ServiceProcess {
     }
 }
 
+/// Starts `service` with `name=value` (and the SDK off) and asserts that it
+/// refuses to start: exit code 2, a log that names the variable, and not the
+/// password `secret` the value holds.
+pub async fn assert_refused_at_start(
+    service: Service,
+    name: &str,
+    value: &str,
+    secret: &str,
+    log_dir: &std::path::Path,
+) {
+    let mut process = ServiceProcess::spawn(
+        service,
+        &[
+            (name.into(), value.into()),
+            ("OTEL_SDK_DISABLED".into(), "true".into()),
+        ],
+        log_dir,
+    );
+    let status = process
+        .wait_exit(Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|| panic!("{name}={value}: still running"));
+    let logs = process.logs();
+    assert_eq!(status.code(), Some(2), "{name}={value}: {logs}");
+    assert!(logs.contains(name), "{name}={value}: {logs}");
+    assert!(!logs.contains(secret), "the password leaked: {logs}");
+}
+
 impl Drop for ServiceProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();

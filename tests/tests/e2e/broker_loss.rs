@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use e2e_tests::{
-    eventually, platform::bin_dir, Platform, PlatformOptions, Service, ServiceProcess,
+    eventually,
+    platform::{assert_refused_at_start, bin_dir},
+    Platform, PlatformOptions, Service,
 };
 use serde_json::{json, Value};
 use sqlx::Connection;
@@ -264,21 +266,6 @@ async fn a_malformed_amqp_url_stops_the_service_with_exit_code_2_naming_the_vari
         (Service::Worker, "amqp:guest:hunter2@127.0.0.1"),
     ];
     for (service, url) in cases {
-        let mut process = ServiceProcess::spawn(
-            service,
-            &[
-                ("AMQP_URL".into(), url.into()),
-                ("OTEL_SDK_DISABLED".into(), "true".into()),
-            ],
-            &log_dir,
-        );
-        let status = process
-            .wait_exit(Duration::from_secs(15))
-            .await
-            .unwrap_or_else(|| panic!("{url}: still running"));
-        assert_eq!(status.code(), Some(2), "{url}: {}", process.logs());
-        let logs = process.logs();
-        assert!(logs.contains("AMQP_URL"), "{url}: {logs}");
-        assert!(!logs.contains("hunter2"), "the password leaked: {logs}");
+        assert_refused_at_start(service, "AMQP_URL", url, "hunter2", &log_dir).await;
     }
 }

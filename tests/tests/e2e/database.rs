@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 
 use e2e_tests::{
     eventually,
-    platform::bin_dir,
+    platform::{assert_refused_at_start, bin_dir},
     trace::{assert_attr, assert_kind},
-    DbKind, Lazy, Platform, PlatformOptions, PrivatePostgres, Service, ServiceProcess, SpanKind,
-    Trace,
+    DbKind, Lazy, Platform, PlatformOptions, PrivatePostgres, Service, SpanKind, Trace,
 };
 use serde_json::{json, Value};
 use sqlx::{postgres::PgConnection, Connection, Executor, Row};
@@ -523,22 +522,7 @@ async fn an_unusable_database_url_stops_the_service_with_exit_code_2_naming_the_
         ),
     ];
     for (service, url) in cases {
-        let mut process = ServiceProcess::spawn(
-            service,
-            &[
-                ("DATABASE_URL".into(), url.into()),
-                ("OTEL_SDK_DISABLED".into(), "true".into()),
-            ],
-            &log_dir,
-        );
-        let status = process
-            .wait_exit(Duration::from_secs(15))
-            .await
-            .unwrap_or_else(|| panic!("{url}: still running"));
-        assert_eq!(status.code(), Some(2), "{url}: {}", process.logs());
-        let logs = process.logs();
-        assert!(logs.contains("DATABASE_URL"), "{url}: {logs}");
-        assert!(!logs.contains("hunter2"), "the password leaked: {logs}");
+        assert_refused_at_start(service, "DATABASE_URL", url, "hunter2", &log_dir).await;
     }
 }
 
