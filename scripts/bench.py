@@ -260,6 +260,25 @@ def machine():
     return "\n".join(lines)
 
 
+def wrk_cpu(url, pids, seconds=10, post=False):
+    """A wrk run as (requests/s, p99 ms, {process: CPU µs per request}): the
+    CPU time each of `pids` (name -> pid) used during the run, divided by
+    the requests wrk made."""
+    start = WRK_REQUESTS["total"]
+    before = {n: cpu_seconds(p) for n, p in pids.items()}
+    rps, p99 = wrk(url, seconds=seconds, post=post)
+    after = {n: cpu_seconds(p) for n, p in pids.items()}
+    requests = max(WRK_REQUESTS["total"] - start, 1)
+    return rps, p99, {n: (after[n] - before[n]) * 1e6 / requests for n in pids}
+
+
+def process_pids(svc, stack, names):
+    """name -> pid of the services named, and of the span sink."""
+    pids = {name: svc[name].proc.pid for name in names}
+    pids["sink"] = stack.sink.pid
+    return pids
+
+
 def tracing_cost():
     rows, delivered = [], []
     for label, env in [
@@ -271,55 +290,67 @@ def tracing_cost():
         WRK_REQUESTS["total"] = 0
         with platform_up(("product",), env=env) as (svc, _, stack):
             wrk(svc["product"].url("/api/products"), seconds=3)
-            products = wrk(svc["product"].url("/api/products"))
+            products = wrk_cpu(svc["product"].url("/api/products"), process_pids(svc, stack, ["product"]))
         # Each products request is two spans (SERVER and catalog-lookup).
         delivered.append(stack.spans_received / (2 * WRK_REQUESTS["total"]))
-        with platform_up(("backend", "worker"), env=env) as (svc, _, _):
+        with platform_up(("backend", "worker"), env=env) as (svc, _, stack):
             svc["worker"].stop()
             wrk(svc["backend"].url("/api/tasks"), seconds=3, post=True)
-            post = wrk(svc["backend"].url("/api/tasks"), post=True)
+            post = wrk_cpu(svc["backend"].url("/api/tasks"), process_pids(svc, stack, ["backend"]), post=True)
         rows.append((label, products, post))
         print("tracing", label, products, post)
     off = rows[0]
-    table = ["| sampling | products req/s | p99 ms | products spans received | POST req/s | p99 ms |",
-             "|---|---|---|---|---|---|"]
+    table = ["| sampling | products req/s | p99 ms | CPU µs/request: product, sink | products spans received "
+             "| POST req/s | p99 ms | CPU µs/request: backend, sink |",
+             "|---|---|---|---|---|---|---|---|"]
     for i, ((label, products, post), got) in enumerate(zip(rows, delivered)):
         received = "-" if i == 0 else f"{got:.0%}"  # the SDK disabled exports nothing
         table.append(f"| {label} | {products[0]:,.0f} ({products[0] / off[1][0]:.0%}) | {products[1]:.1f} "
-                     f"| {received} | {post[0]:,.0f} ({post[0] / off[2][0]:.0%}) | {post[1]:.1f} |")
+                     f"| {products[2]['product']:.1f}, {products[2]['sink']:.1f} | {received} "
+                     f"| {post[0]:,.0f} ({post[0] / off[2][0]:.0%}) | {post[1]:.1f} "
+                     f"| {post[2]['backend']:.1f}, {post[2]['sink']:.1f} |")
     return ("Direct to the service (no gateway), `wrk -t2 -c64 -d10s`; POST with the worker stopped. "
-            "Percentages are of the throughput with the SDK disabled. *Spans received*: what the sink "
-            "(`trace-view --discard`, on the same 2 cores) counted, of two per products request; "
+            "Percentages are of the throughput with the SDK disabled. *CPU µs/request*: the CPU time "
+            "(`utime + stime`, `/proc/<pid>/stat`) the service and the span sink used during the run, per "
+            "request; the rest of the two cores went to wrk and the kernel's loopback work. *Spans received*: "
+            "what the sink (`trace-view --discard`, on the same 2 cores) counted, of two per products request; "
             "at 10 % sampling about 10 % is all there is.\n\n" + "\n".join(table))
 
 
 def gateway_hop():
     WRK_REQUESTS["total"] = 0
     with platform_up(("product", "gateway")) as (svc, _, stack):
+        pids = process_pids(svc, stack, ["gateway", "product"])
         wrk(svc["gateway"].url("/api/products"), seconds=3)
         via_requests = WRK_REQUESTS["total"]
-        direct = wrk(svc["product"].url("/api/products"))
+        direct = wrk_cpu(svc["product"].url("/api/products"), pids)
         direct_requests = WRK_REQUESTS["total"] - via_requests
-        via = wrk(svc["gateway"].url("/api/products"))
+        via = wrk_cpu(svc["gateway"].url("/api/products"), pids)
         via_requests = WRK_REQUESTS["total"] - direct_requests
-        post_via = None
     # Two spans per direct request, four through the gateway (its SERVER and
     # CLIENT spans too).
     received = stack.spans_received / (2 * direct_requests + 4 * via_requests)
-    with platform_up(("backend", "gateway")) as (svc, _, _):
+    with platform_up(("backend", "gateway")) as (svc, _, stack):
         wrk(svc["gateway"].url("/api/tasks"), seconds=3, post=True)
-        post_via = wrk(svc["gateway"].url("/api/tasks"), post=True)
+        post_via = wrk_cpu(svc["gateway"].url("/api/tasks"), process_pids(svc, stack, ["gateway", "backend"]),
+                           post=True)
     print("hop", direct, via, post_via)
+
+    def cpu(run, upstream):
+        return (f"{run[2]['gateway']:.1f}" if run is not direct else "-") + \
+            f" | {run[2][upstream]:.1f} | {run[2]['sink']:.1f}"
     return "\n".join([
         f"`wrk -t2 -c64 -d10s` with 100 % sampling; POST with no worker running. The sink received "
-        f"{received:.0%} of the products runs' spans.\n",
-        "| | req/s | p99 ms | vs the Python/Node original |",
-        "|---|---|---|---|",
-        f"| GET /api/products, direct | {direct[0]:,.0f} | {direct[1]:.1f} | |",
+        f"{received:.0%} of the products runs' spans. *CPU µs/request*: the CPU time (`utime + stime`) each "
+        "process used during the run, per request; wrk and the kernel's loopback work take the rest of the "
+        "two cores.\n",
+        "| | req/s | p99 ms | vs the Python/Node original | CPU µs/request: gateway | upstream | sink |",
+        "|---|---|---|---|---|---|---|",
+        f"| GET /api/products, direct | {direct[0]:,.0f} | {direct[1]:.1f} | | {cpu(direct, 'product')} |",
         f"| GET /api/products, via the gateway | {via[0]:,.0f} ({via[0] / direct[0]:.0%} of direct) | {via[1]:.1f} "
-        f"| {via[0] / ORIGINAL['products_rps']:.1f}x ({ORIGINAL['products_rps']}) |",
+        f"| {via[0] / ORIGINAL['products_rps']:.1f}x ({ORIGINAL['products_rps']}) | {cpu(via, 'product')} |",
         f"| POST /api/tasks, via the gateway | {post_via[0]:,.0f} | {post_via[1]:.1f} "
-        f"| {post_via[0] / ORIGINAL['post_rps']:.1f}x ({ORIGINAL['post_rps']}) |",
+        f"| {post_via[0] / ORIGINAL['post_rps']:.1f}x ({ORIGINAL['post_rps']}) | {cpu(post_via, 'backend')} |",
     ])
 
 
