@@ -484,9 +484,8 @@ def cpu_per_task():
     for rate in CPU_RATES:
         seconds = 20
         with platform_up() as (svc, _, stack):
-            pids = {name: svc[name].proc.pid for name in ("backend", "worker", "gateway")}
+            pids = process_pids(svc, stack, ["backend", "worker", "gateway"])
             pids["rabbitmq"] = rabbitmq_pid()
-            pids["sink"] = stack.sink.pid
             out = Path(tempfile.mktemp(suffix=".json"))
             load = subprocess.Popen([str(BIN / "loadgen"), "post-tasks", "--host", svc["gateway"].url(),
                                      "--rate", str(rate), "--duration", f"{seconds}s", "--json", str(out)],
