@@ -92,6 +92,30 @@ impl OtlpCollector {
         .await
     }
 
+    /// The spans `service` sent named `name`, once at least `count` have
+    /// arrived, or after `timeout` those that did (the caller's assertions
+    /// then say what is missing).
+    pub async fn spans_named(
+        &self,
+        service: &str,
+        name: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Vec<ReceivedSpan> {
+        let matching = || {
+            self.spans()
+                .into_iter()
+                .filter(|s| s.service == service && s.name == name)
+                .collect::<Vec<_>>()
+        };
+        crate::within(timeout, || {
+            let spans = matching();
+            std::future::ready((spans.len() >= count).then_some(spans))
+        })
+        .await
+        .unwrap_or_else(matching)
+    }
+
     /// Stops listening: exporters pointed here now fail to connect.
     pub fn stop(&mut self) {
         self.receiver.stop();

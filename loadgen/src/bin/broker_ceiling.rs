@@ -9,8 +9,10 @@
 //! ```
 //!
 //! Prints one JSON object: messages per second publishing alone (256
-//! confirms in flight), consuming alone (prefetch 200, one ack each), both at
-//! once, and publishing one message at a time (waiting for each confirm).
+//! confirms in flight), consuming alone (prefetch 200, one ack each), the
+//! same acknowledging every 16th delivery with `multiple` (as the worker
+//! does when deliveries settle together), both at once, and publishing one
+//! message at a time (waiting for each confirm).
 
 use std::{
     process::ExitCode,
@@ -31,6 +33,8 @@ use lapin::{
 const IN_FLIGHT: usize = 256;
 /// Unacknowledged deliveries per consumer.
 const PREFETCH: u16 = 200;
+/// Deliveries per acknowledgement when consuming with grouped acks.
+const GROUPED_ACKS: usize = 16;
 
 type Error = Box<dyn std::error::Error>;
 
@@ -88,12 +92,20 @@ async fn measure(url: &str, messages: usize) -> Result<serde_json::Value, Error>
         publish(&publisher, &queue, body, messages, IN_FLIGHT),
     )
     .await?;
-    let consume_alone = rate(messages, consume(&connection, &queue, messages)).await?;
+    let consume_alone = rate(messages, consume(&connection, &queue, messages, 1)).await?;
+    let consume_grouped = {
+        publish(&publisher, &queue, body, messages, IN_FLIGHT).await?;
+        rate(
+            messages,
+            consume(&connection, &queue, messages, GROUPED_ACKS),
+        )
+        .await?
+    };
     let together = {
         let started = Instant::now();
         let (published, consumed) = tokio::join!(
             publish(&publisher, &queue, body, messages, IN_FLIGHT),
-            consume(&connection, &queue, messages)
+            consume(&connection, &queue, messages, 1)
         );
         published?;
         consumed?;
@@ -103,7 +115,7 @@ async fn measure(url: &str, messages: usize) -> Result<serde_json::Value, Error>
         let n = (messages / 10).max(1);
         let rate = rate(n, publish(&publisher, &queue, body, n, 1)).await?;
         // Leave the queue empty.
-        consume(&connection, &queue, n).await?;
+        consume(&connection, &queue, n, 1).await?;
         rate
     };
     publisher
@@ -114,6 +126,8 @@ async fn measure(url: &str, messages: usize) -> Result<serde_json::Value, Error>
         "messages": messages,
         "publish_alone_per_s": publish_alone.round(),
         "consume_alone_per_s": consume_alone.round(),
+        "consume_grouped_acks_per_s": consume_grouped.round(),
+        "grouped_acks": GROUPED_ACKS,
         "publish_and_consume_per_s": together.round(),
         "publish_one_at_a_time_per_s": one_at_a_time.round(),
         "confirms_in_flight": IN_FLIGHT,
@@ -185,8 +199,14 @@ async fn publish(
     Ok(())
 }
 
-/// Consumes and acknowledges (one ack each) `count` messages.
-async fn consume(connection: &Connection, queue: &str, count: usize) -> Result<(), Error> {
+/// Consumes and acknowledges `count` messages: one ack each (`every` 1),
+/// or every `every`-th delivery (and the last) with `multiple`.
+async fn consume(
+    connection: &Connection,
+    queue: &str,
+    count: usize,
+    every: usize,
+) -> Result<(), Error> {
     let channel = connection.create_channel().await?;
     channel
         .basic_qos(PREFETCH, BasicQosOptions { global: false })
@@ -205,8 +225,12 @@ async fn consume(connection: &Connection, queue: &str, count: usize) -> Result<(
             .await
             .map_err(|_| "no delivery for 30 s")?
             .ok_or("the consumer ended")??;
-        delivery.ack(BasicAckOptions::default()).await?;
         received += 1;
+        if every == 1 {
+            delivery.ack(BasicAckOptions::default()).await?;
+        } else if received % every == 0 || received == count {
+            delivery.ack(BasicAckOptions { multiple: true }).await?;
+        }
     }
     channel.close(200, "done".into()).await?;
     Ok(())

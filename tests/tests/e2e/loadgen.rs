@@ -68,3 +68,41 @@ async fn every_scenario_runs_against_the_platform_without_errors() {
         "50/s asked, {rate}/s run: {fixed}"
     );
 }
+
+#[test]
+fn broker_ceiling_measures_every_mode_and_leaves_its_queue_deleted() {
+    let vhost = e2e_tests::broker::TestVhost::create("ceiling");
+    let output = Command::new(bin_dir().join("broker-ceiling"))
+        .args(["--amqp", &vhost.amqp_url(), "--messages", "400"])
+        .output()
+        .expect("run broker-ceiling (cargo build --workspace --bins builds it)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: Value = serde_json::from_str(&stdout).expect("one JSON object");
+    for mode in [
+        "publish_alone_per_s",
+        "consume_alone_per_s",
+        "consume_grouped_acks_per_s",
+        "publish_and_consume_per_s",
+        "publish_one_at_a_time_per_s",
+    ] {
+        assert!(
+            result[mode].as_f64().unwrap_or(0.0) > 0.0,
+            "{mode}: {result}"
+        );
+    }
+    // The queue it declared is deleted at the end.
+    let queues = Command::new("rabbitmqctl")
+        .args(["list_queues", "-q", "-p", vhost.name(), "name"])
+        .output()
+        .expect("rabbitmqctl");
+    assert!(
+        String::from_utf8_lossy(&queues.stdout).trim().is_empty(),
+        "{}",
+        String::from_utf8_lossy(&queues.stdout)
+    );
+}

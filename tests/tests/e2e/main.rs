@@ -8,6 +8,7 @@
 
 mod http_api;
 
+mod acknowledgements;
 mod broker_loss;
 mod dashboards;
 mod database;

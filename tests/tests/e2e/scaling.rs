@@ -97,22 +97,15 @@ async fn two_worker_processes_share_one_queue_without_duplicates() {
         assert_eq!(task["status"], "succeeded");
         assert_eq!(task["attempts"], 1);
     }
-    let process_task_spans = || {
-        platform
-            .collector
-            .spans()
-            .into_iter()
-            .filter(|s| s.service == "worker-service" && s.name == "process-task")
-            .collect::<Vec<_>>()
-    };
-    // Every task's span, or (after 20 s) what arrived: the checks below say
-    // what is missing.
-    let spans = e2e_tests::within(Duration::from_secs(20), || {
-        let spans = process_task_spans();
-        std::future::ready((spans.len() >= ids.len()).then_some(spans))
-    })
-    .await
-    .unwrap_or_else(process_task_spans);
+    let spans = platform
+        .collector
+        .spans_named(
+            "worker-service",
+            "process-task",
+            ids.len(),
+            Duration::from_secs(20),
+        )
+        .await;
     let mut per_task: HashMap<String, usize> = HashMap::new();
     let mut instances = HashSet::new();
     for span in &spans {

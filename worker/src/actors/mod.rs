@@ -1,6 +1,7 @@
 //! The worker's actors: the task consumers, the executor they hand tasks
 //! to, and the reporter that batches their status reports.
 
+mod ack_window;
 mod status_reporter;
 mod task_consumer;
 mod task_executor;

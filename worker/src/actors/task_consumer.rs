@@ -17,7 +17,8 @@
 //! The delivery is acknowledged only after those publishes were confirmed;
 //! if one is not, the delivery is requeued, so nothing is lost (at least
 //! once, with idempotent status updates). Poison messages (not a task) go
-//! straight to the dead-letter queue.
+//! straight to the dead-letter queue. Deliveries settled together are
+//! acknowledged together (an [`AckWindow`] per channel).
 
 use std::{
     sync::{
@@ -36,7 +37,7 @@ use lapin::{
     message::Delivery,
     options::{BasicAckOptions, BasicNackOptions},
     types::AMQPValue,
-    Channel,
+    Acker, Channel,
 };
 use opentelemetry::{trace::Status, KeyValue};
 use serde_json::Value;
@@ -55,7 +56,10 @@ use tokio::sync::watch;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::{ExecuteTask, ReportFailed, ReportStatus, StatusReporter, TaskExecutor, TaskFailure};
+use super::{
+    ack_window::{Ack, AckQueue, AckWindow},
+    ExecuteTask, ReportFailed, ReportStatus, StatusReporter, TaskExecutor, TaskFailure,
+};
 
 /// Pause before handing a delivery back after a failure of ours.
 const REQUEUE_PAUSE: Duration = Duration::from_millis(500);
@@ -121,8 +125,18 @@ pub struct TaskConsumer {
     handling: TaskHandling,
     channel: Option<Channel>,
     stopping: bool,
-    // Deliveries being processed now; StopConsuming waits for zero.
+    // Deliveries started and not yet acknowledged or handed back;
+    // StopConsuming waits for zero.
     in_flight: watch::Sender<usize>,
+    // The current channel's deliveries, acknowledged in groups.
+    acks: AckWindow<Acker>,
+    // Counts subscriptions: a delivery settled after its channel was
+    // replaced is not one of the current window's.
+    generation: u64,
+    // A send of the window's settled deliveries is scheduled.
+    acks_due: bool,
+    // What is to be sent, strictly in order.
+    unsent: AckQueue<Acker>,
 }
 
 impl TaskConsumer {
@@ -136,6 +150,10 @@ impl TaskConsumer {
             channel: None,
             stopping: false,
             in_flight: watch::Sender::new(0),
+            acks: AckWindow::default(),
+            generation: 0,
+            acks_due: false,
+            unsent: AckQueue::default(),
         }
     }
 
@@ -155,6 +173,88 @@ impl TaskConsumer {
                 }
             }
         });
+    }
+
+    /// A delivery of subscription `generation` is settled.
+    fn settled(
+        &mut self,
+        generation: u64,
+        tag: u64,
+        settlement: Settlement,
+        ctx: &mut Context<Self>,
+    ) {
+        match settlement {
+            Settlement::HandedBack => {
+                if generation == self.generation {
+                    self.acks.handed_back(tag);
+                }
+                self.track(false);
+            }
+            Settlement::Acknowledge(acker) if generation != self.generation => {
+                // Its channel was replaced: acknowledged on its own (a no-op
+                // when that channel is closed and the broker took it back).
+                let ack = Ack {
+                    acker,
+                    multiple: false,
+                    deliveries: 1,
+                };
+                self.send_acks(vec![ack], ctx);
+            }
+            Settlement::Acknowledge(acker) => {
+                self.acks.settled(tag, acker);
+                if !self.acks_due {
+                    // Sent once the deliveries settling in this same turn
+                    // (a batch of reports confirmed at once) are in too.
+                    self.acks_due = true;
+                    ctx.spawn(actix::fut::wrap_future(tokio::task::yield_now()).map(
+                        |(), act: &mut Self, ctx| {
+                            act.acks_due = false;
+                            let acks = act.acks.take();
+                            act.send_acks(acks, ctx);
+                        },
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Queues `acks` to be sent after those queued before them.
+    fn send_acks(&mut self, acks: Vec<Ack<Acker>>, ctx: &mut Context<Self>) {
+        self.unsent.push(acks);
+        self.send_unsent(ctx);
+    }
+
+    /// Sends what is queued, each acknowledgement once the one before it is
+    /// on the wire; its deliveries leave `in_flight` once sent.
+    fn send_unsent(&mut self, ctx: &mut Context<Self>) {
+        let Some(acks) = self.unsent.next_batch() else {
+            return;
+        };
+        let deliveries: usize = acks.iter().map(|ack| ack.deliveries).sum();
+        let consumer = self.tag.clone();
+        let sends = async move {
+            for Ack {
+                acker, multiple, ..
+            } in acks
+            {
+                match acker.ack(BasicAckOptions { multiple }).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::debug!(%consumer, "channel closed before the ack; the broker will redeliver")
+                    }
+                    Err(err) => {
+                        tracing::warn!(%consumer, error = %err, "ack failed; the broker will redeliver")
+                    }
+                }
+            }
+        };
+        ctx.spawn(sends.into_actor(self).map(move |(), act, ctx| {
+            act.unsent.sent();
+            for _ in 0..deliveries {
+                act.track(false);
+            }
+            act.send_unsent(ctx);
+        }));
     }
 }
 
@@ -195,21 +295,34 @@ impl StreamHandler<lapin::Result<Delivery>> for TaskConsumer {
                 return;
             }
         };
+        let tag = delivery.delivery_tag;
+        self.acks.delivered(tag);
         if self.stopping || self.handling.draining.load(Ordering::Acquire) {
-            // Left unacknowledged: closing the channel hands it back to the broker.
+            // Left unacknowledged (and out of every `multiple` ack): closing
+            // the channel hands it back to the broker.
             tracing::debug!(consumer = %self.tag, "shutting down; not starting a new task");
             return;
         }
         let span = process_span(&delivery, &self.handling.queues.tasks().name);
         let work = process(delivery, self.handling.clone()).instrument(span);
+        let generation = self.generation;
         self.track(true);
-        ctx.spawn(work.into_actor(self).map(|(), act, _| act.track(false)));
+        ctx.spawn(
+            work.into_actor(self)
+                .map(move |settlement, act, ctx| act.settled(generation, tag, settlement, ctx)),
+        );
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
         // Every subscription's stream ends exactly once.
         self.handling.subscribed.fetch_sub(1, Ordering::AcqRel);
         self.channel = None;
+        // Tags are per channel: what settles from now on is acknowledged
+        // on its own, and what was ready is sent (a no-op on a closed
+        // channel) so that it leaves `in_flight`.
+        self.generation += 1;
+        let ready = std::mem::take(&mut self.acks).take();
+        self.send_acks(ready, ctx);
         if self.stopping || self.handling.draining.load(Ordering::Acquire) {
             ctx.stop();
         } else {
@@ -257,6 +370,14 @@ impl Handler<StopConsuming> for TaskConsumer {
     }
 }
 
+/// How a delivery ended.
+enum Settlement {
+    /// Settled: acknowledge it (with the deliveries settled alongside).
+    Acknowledge(Acker),
+    /// Nacked back to the queue (or its channel is gone).
+    HandedBack,
+}
+
 /// Why a delivery goes back to the queue instead of being acknowledged.
 #[derive(Debug, thiserror::Error)]
 enum Unsettled {
@@ -268,7 +389,7 @@ enum Unsettled {
     Mailbox(#[from] actix::MailboxError),
 }
 
-async fn process(delivery: Delivery, handling: TaskHandling) {
+async fn process(delivery: Delivery, handling: TaskHandling) -> Settlement {
     let consumer_span = tracing::Span::current();
     let attempt = header_u32(delivery.properties.headers().as_ref(), ATTEMPT_HEADER)
         .unwrap_or(1)
@@ -305,11 +426,7 @@ async fn process(delivery: Delivery, handling: TaskHandling) {
         }
     };
     match settled {
-        Ok(()) => {
-            if let Err(err) = delivery.acker.ack(BasicAckOptions::default()).await {
-                tracing::warn!(error = %err, "ack failed; the broker will redeliver");
-            }
-        }
+        Ok(()) => Settlement::Acknowledge(delivery.acker),
         Err(err) => {
             consumer_span.set_status(Status::error(err.to_string()));
             tracing::warn!(error = %err, "requeueing the task");
@@ -322,6 +439,7 @@ async fn process(delivery: Delivery, handling: TaskHandling) {
             if let Err(err) = delivery.acker.nack(requeue).await {
                 tracing::debug!(error = %err, "nack failed; the broker will redeliver");
             }
+            Settlement::HandedBack
         }
     }
 }
