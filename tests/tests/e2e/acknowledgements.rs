@@ -100,11 +100,13 @@ async fn a_backlog_acknowledged_in_groups_is_processed_once_and_keeps_its_channe
     assert_eq!(platform.vhost.queue_depth("task_queue"), Some(total as u64));
 
     // Many consumers with deep prefetch: many deliveries settle at once,
-    // out of order across and within channels.
+    // out of order across and within channels. A patient confirm timeout:
+    // a slow disk under this burst must not be what requeues a task here.
     let mut worker = platform
         .spawn_worker(&[
             ("WORKER_CONCURRENCY".into(), "8".into()),
             ("WORKER_PREFETCH".into(), "64".into()),
+            ("PUBLISH_TIMEOUT_MS".into(), "30000".into()),
         ])
         .await;
     e2e_tests::eventually(

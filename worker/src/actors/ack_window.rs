@@ -2,8 +2,8 @@
 //!
 //! Every acknowledgement costs RabbitMQ a write to the queue's index; one
 //! with `multiple` set settles every delivery up to its tag for the cost of
-//! one (BENCHMARKS.md: the broker's CPU per consumed message fell to about a
-//! third with every 16th acknowledged that way). The guarantee does not
+//! one (BENCHMARKS.md: the broker's CPU per consumed message fell to between
+//! a third and a half with every 16th acknowledged that way). The guarantee does not
 //! change: a delivery is acknowledged only once it is settled (its reports
 //! and republishes confirmed). A `multiple` acknowledgement reaches only up
 //! to the lowest delivery not yet settled; deliveries settled above that one
