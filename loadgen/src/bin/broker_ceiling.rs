@@ -226,10 +226,9 @@ async fn consume(
             .map_err(|_| "no delivery for 30 s")?
             .ok_or("the consumer ended")??;
         received += 1;
-        if every == 1 {
-            delivery.ack(BasicAckOptions::default()).await?;
-        } else if received % every == 0 || received == count {
-            delivery.ack(BasicAckOptions { multiple: true }).await?;
+        if received % every == 0 || received == count {
+            let multiple = every > 1;
+            delivery.ack(BasicAckOptions { multiple }).await?;
         }
     }
     channel.close(200, "done".into()).await?;
