@@ -5,6 +5,7 @@
 pub mod actors;
 pub mod config;
 pub mod products_table;
+pub mod rendered;
 pub mod routes;
 pub mod startup;
 

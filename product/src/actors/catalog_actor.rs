@@ -6,7 +6,8 @@
 //! database one statement per distinct query, second and worker thread
 //! rather than one per request (a statement through the database driver costs several times the
 //! rest of the request; see BENCHMARKS.md). Answers are shared (`Arc`), not
-//! copied, with the requests they go to.
+//! copied, with the requests they go to, and carry their JSON once a
+//! response has rendered it ([`Rendered`]).
 //!
 //! Each HTTP worker thread runs an actor of its own (see `startup`): a
 //! lookup is then a message to an actor on the same thread, where one actor
@@ -30,7 +31,10 @@ use shared::{
 };
 use tracing::Instrument;
 
-use crate::products_table::{self, Product, ProductPage};
+use crate::{
+    products_table::{self, Product, ProductPage},
+    rendered::Rendered,
+};
 
 /// Most distinct queries remembered; past it the oldest are forgotten.
 const MAX_CACHED: usize = 4096;
@@ -38,8 +42,8 @@ const MAX_CACHED: usize = 4096;
 /// The actor answering catalog lookups.
 pub struct CatalogActor {
     db: Database,
-    pages: Cache<PageKey, Arc<ProductPage>>,
-    products: Cache<u32, Option<Arc<Product>>>,
+    pages: Cache<PageKey, Arc<Rendered<ProductPage>>>,
+    products: Cache<u32, Option<Arc<Rendered<Product>>>>,
 }
 
 impl CatalogActor {
@@ -69,20 +73,20 @@ pub struct ListProducts {
 }
 
 impl Message for ListProducts {
-    type Result = Result<Arc<ProductPage>, DbError>;
+    type Result = Result<Arc<Rendered<ProductPage>>, DbError>;
 }
 
 /// Look up one product.
 pub struct GetProduct(pub u32);
 
 impl Message for GetProduct {
-    type Result = Result<Option<Arc<Product>>, DbError>;
+    type Result = Result<Option<Arc<Rendered<Product>>>, DbError>;
 }
 
 type PageKey = (Option<String>, usize, usize);
 
 impl Handler<Traced<ListProducts>> for CatalogActor {
-    type Result = ResponseActFuture<Self, Result<Arc<ProductPage>, DbError>>;
+    type Result = ResponseActFuture<Self, Result<Arc<Rendered<ProductPage>>, DbError>>;
 
     fn handle(&mut self, msg: Traced<ListProducts>, _: &mut Self::Context) -> Self::Result {
         let query = msg.message();
@@ -98,7 +102,7 @@ impl Handler<Traced<ListProducts>> for CatalogActor {
         let key = (query.category, query.limit, query.offset);
         if let Some(page) = self.pages.get(&key) {
             span.record("product.cache", "hit");
-            span.record("product.total", page.total);
+            span.record("product.total", page.value().total);
             return Box::pin(actix::fut::ready(Ok(page)));
         }
         span.record("product.cache", "miss");
@@ -107,7 +111,7 @@ impl Handler<Traced<ListProducts>> for CatalogActor {
         let read = async move {
             let page = products_table::list(&db, category, limit, offset).await?;
             tracing::Span::current().record("product.total", page.total);
-            Ok(Arc::new(page))
+            Ok(Arc::new(Rendered::new(page)))
         }
         .instrument(span);
         Box::pin(read.into_actor(self).map(move |page, act, _| {
@@ -120,7 +124,7 @@ impl Handler<Traced<ListProducts>> for CatalogActor {
 }
 
 impl Handler<Traced<GetProduct>> for CatalogActor {
-    type Result = ResponseActFuture<Self, Result<Option<Arc<Product>>, DbError>>;
+    type Result = ResponseActFuture<Self, Result<Option<Arc<Rendered<Product>>>, DbError>>;
 
     fn handle(&mut self, msg: Traced<GetProduct>, _: &mut Self::Context) -> Self::Result {
         let span = tracing::info_span!(
@@ -140,7 +144,7 @@ impl Handler<Traced<GetProduct>> for CatalogActor {
         let read = async move {
             let product = products_table::get(&db, id).await?;
             tracing::Span::current().record("product.found", product.is_some());
-            Ok(product.map(Arc::new))
+            Ok(product.map(|product| Arc::new(Rendered::new(product))))
         }
         .instrument(span);
         Box::pin(read.into_actor(self).map(move |product, act, _| {

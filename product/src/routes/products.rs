@@ -103,7 +103,7 @@ async fn list_products(
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(storage_error)?;
-    Ok(HttpResponse::Ok().json(page))
+    page.ok_response().map_err(rendering_error)
 }
 
 /// One product.
@@ -136,8 +136,14 @@ async fn get_product(
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(storage_error)?;
     product
-        .map(|p| HttpResponse::Ok().json(p))
-        .ok_or_else(not_found)
+        .ok_or_else(not_found)?
+        .ok_response()
+        .map_err(rendering_error)
+}
+
+/// A value that does not serialise is a bug; the caller gets a 500 that says so.
+fn rendering_error(err: serde_json::Error) -> ApiError {
+    ApiError::internal(format!("rendering the answer as JSON: {err}"))
 }
 
 /// 503 while the database is down or too slow, 500 for anything else.
