@@ -3,17 +3,21 @@
 measured sections (between <!-- bench:NAME --> markers; the hand-written
 parts stay).
 
-    scripts/bench.py                       # everything (about 27 minutes)
+    scripts/bench.py                       # everything (about 33 minutes)
     scripts/bench.py --only tracing,hop    # some sections
+    scripts/bench.py --only instructions   # callgrind counts, any machine
     scripts/bench.py --headline-minutes 2  # a shorter sustained run
 
 Needs what scripts/test.sh provisions (RabbitMQ with its Prometheus plugin),
-wrk (apt-get install wrk), and matplotlib for the worker scaling plot (pip;
-the table is written without it). Runs the release binaries, each run on a
+wrk (apt-get install wrk), valgrind for the instructions section, and
+matplotlib for the worker scaling plot (pip; the table is written without
+it). Runs the release binaries, each run on a
 RabbitMQ vhost and SQLite files of its own, the services exporting every span
 to `trace-view --discard` (a sink, as a collector on another machine would
 be). Absolute figures move by +-25 % between runs on shared machines: compare
-the ratios, each measured within one run.
+the ratios, each measured within one run. The instructions section is the
+exception: callgrind's counts repeat within a few per cent across runs and
+machines.
 """
 
 import argparse
@@ -45,7 +49,7 @@ ORIGINAL = {
     "sustained_tps": 555,
 }
 
-SECTIONS = ["machine", "headline", "cpu", "tracing", "hop", "broker", "scaling", "memory", "e2e"]
+SECTIONS = ["machine", "headline", "cpu", "tracing", "hop", "broker", "scaling", "memory", "e2e", "instructions"]
 
 
 def sh(*args, **kw):
@@ -88,13 +92,16 @@ class Vhost:
 
 
 class Service:
-    def __init__(self, name, env, workdir):
+    def __init__(self, name, env, workdir, prefix=()):
         self.name = name
         self.port = int(env["PORT"])
         log = open(workdir / f"{name}.log", "w")
         full = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "DATABASE_", "WORKER_"))}
         full.update(env)
-        self.proc = subprocess.Popen([str(BIN / name)], env=full, cwd=workdir, stdout=log, stderr=log)
+        # `prefix` runs the binary under another program (valgrind); that
+        # program execs the service in the same process, so the pid is the
+        # service's.
+        self.proc = subprocess.Popen([*prefix, str(BIN / name)], env=full, cwd=workdir, stdout=log, stderr=log)
 
     def url(self, path=""):
         return f"http://127.0.0.1:{self.port}{path}"
@@ -154,13 +161,17 @@ class Stack:
         for name in services:
             self.start(name)
 
-    def start(self, name, extra=None):
+    def url(self, name, path=""):
+        """The address of service `name`, started or not."""
+        return f"http://127.0.0.1:{self.ports[name]}{path}"
+
+    def start(self, name, extra=None, prefix=(), timeout=30):
         env = dict(self.env, PORT=str(self.ports[name]))
         env.update(self.per_service.get(name, {}))
         env.update(extra or {})
-        service = Service(name, env, self.workdir)
+        service = Service(name, env, self.workdir, prefix)
         self.services[name] = service
-        service.wait_healthy()
+        service.wait_healthy(timeout)
         return service
 
     def close(self):
@@ -189,9 +200,9 @@ def platform_up(services=("backend", "product", "worker", "gateway"), env=None, 
 WRK_REQUESTS = {"total": 0}
 
 
-def wrk(url, seconds=10, connections=64, post=False):
+def wrk(url, seconds=10, connections=64, post=False, threads=2):
     """(requests/s, p99 ms) of a wrk run; adds its requests to WRK_REQUESTS."""
-    args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     script = None
     if post:
         script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
@@ -612,6 +623,98 @@ def detail_table(rate, minutes, ok, detail, probes):
     return "\n".join(lines)
 
 
+class Callgrind:
+    """A service run under `valgrind --tool=callgrind`: the instructions it
+    executes between `zero()` and `count()`. The same binary given the same
+    work executes nearly the same number whatever else the machine does
+    (batching still depends on timing), so these figures compare across runs
+    and machines where wall-clock ones do not. They count user space only:
+    the kernel's socket work is not in them."""
+
+    def __init__(self, stack, name, extra=None):
+        self.out = stack.workdir / f"callgrind.{name}"
+        prefix = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={self.out}.%p"]
+        self.service = stack.start(name, extra=extra, prefix=prefix, timeout=120)
+        self.pid = self.service.proc.pid
+
+    def zero(self):
+        sh("callgrind_control", "-z", str(self.pid))
+
+    def count(self):
+        """Instructions since `zero()` (the counters are dumped to a file)."""
+        sh("callgrind_control", "-d", str(self.pid))
+        dump = Path(f"{self.out}.{self.pid}.1")
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if dump.exists():
+                found = re.search(r"^(?:summary|totals): (\d+)", dump.read_text(), flags=re.M)
+                if found:
+                    return int(found.group(1))
+            time.sleep(0.5)
+        raise RuntimeError(f"no callgrind dump from {self.service.name}")
+
+
+def instructions():
+    """Instructions per request or task of the service that does the work,
+    under callgrind (one at a time, the others run normally)."""
+    if shutil.which("valgrind") is None:
+        sys.exit("the instructions section needs valgrind: apt-get install valgrind")
+    rows = []
+
+    def measure(label, stack, name, load, extra=None, settle=6):
+        """`load()` -> the requests or tasks it made; after `settle` seconds
+        (past the export schedule, so the last spans are exported), the
+        instructions per one."""
+        traced = Callgrind(stack, name, extra)
+        load()  # warm-up: connections, caches, the first batch exported
+        time.sleep(1)
+        traced.zero()
+        made = load()
+        time.sleep(settle)
+        per = traced.count() / made
+        rows.append((label, per))
+        print("instructions", label, round(per))
+
+    def requests(url, post=False):
+        def run():
+            before = WRK_REQUESTS["total"]
+            wrk(url, seconds=10, connections=4, post=post, threads=1)
+            return WRK_REQUESTS["total"] - before
+        return run
+
+    for label, env in [("`OTEL_SDK_DISABLED=true`", {"OTEL_SDK_DISABLED": "true"}), ("100 %", {})]:
+        with platform_up((), env=env) as (_, _, stack):
+            measure(f"`GET /api/products` direct, product service, {label}", stack, "product",
+                    requests(stack.url("product", "/api/products")))
+    with platform_up(("product",)) as (_, _, stack):
+        measure("`GET /api/products` via the gateway, gateway, 100 %", stack, "gateway",
+                requests(stack.url("gateway", "/api/products")))
+    with platform_up(()) as (_, _, stack):  # no worker: the tasks wait in the queue
+        measure("`POST /api/tasks` direct, backend, 100 %", stack, "backend",
+                requests(stack.url("backend", "/api/tasks"), post=True))
+    with platform_up(("backend",)) as (svc, _, stack):
+        base = svc["backend"].url()
+
+        def echo_tasks():
+            before = WRK_REQUESTS["total"]
+            wrk(base + "/api/tasks", seconds=3, connections=8, post=True)
+            wait_succeeded(base, marker(base))
+            return WRK_REQUESTS["total"] - before + 1
+        measure("an echo task, worker (`WORKER_CONCURRENCY` 4), 100 %", stack, "worker", echo_tasks)
+
+    table = ["| what | instructions per request or task |", "|---|---|"]
+    table += [f"| {label} | {per:,.0f} |" for label, per in rows]
+    return ("The service doing the work runs under `valgrind --tool=callgrind`, the others as usual. "
+            "Each load runs twice: once to warm up, then with the counters zeroed (`callgrind_control -z`) "
+            "and read 6 s after it (`callgrind_control -d`; the spans of the run exported by then), divided by the requests or tasks it made. Requests: "
+            "`wrk -t1 -c4 -d10s`. Echo tasks: 3 s of `wrk -t2 -c8` POSTs to the backend while the worker "
+            "drains them, until the last is `succeeded`. The same binary given the same work executes nearly "
+            "the same instructions on any machine of this kind, busy or not (two runs differed by 0.4-2.4 %: "
+            "how spans, inserts and confirms fall into batches depends on timing), so these compare across "
+            "runs where the wall-clock figures do not. User space only: the kernel's socket work, much of a cheap "
+            "request's cost, is not counted.\n\n" + "\n".join(table))
+
+
 def write_section(name, body):
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
     start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
@@ -653,6 +756,8 @@ def main():
         write_section("memory", memory())
     if "e2e" in only:
         write_section("e2e", e2e())
+    if "instructions" in only:
+        write_section("instructions", instructions())
     if "headline" in only:
         text, _ = headline(args.headline_minutes, args.headline_from)
         write_section("headline", text)
