@@ -182,7 +182,10 @@ async fn enqueue(state: &AppState, id: Uuid, request: TaskRequest) -> Result<(),
         return Err(err.into());
     }
     metrics::count(&state.metrics.published, message.kind);
-    tracing::info!(task.id = %id, task.type = %message.kind, "task queued");
+    // At DEBUG, like the line per request: at INFO, writing it cost the
+    // backend 5-17 % of its CPU per POST (BENCHMARKS.md), and the
+    // `create-task` span says the same.
+    tracing::debug!(task.id = %id, task.type = %message.kind, "task queued");
     Ok(())
 }
 
