@@ -16,8 +16,7 @@ RabbitMQ vhost and SQLite files of its own, the services exporting every span
 to `trace-view --discard` (a sink, as a collector on another machine would
 be). Absolute figures move by +-25 % between runs on shared machines: compare
 the ratios, each measured within one run. The instructions section is the
-exception: callgrind's counts repeat within a few per cent across runs and
-machines.
+exception: callgrind's counts repeat within a few per cent across runs.
 """
 
 import argparse
@@ -628,8 +627,8 @@ class Callgrind:
     executes between `zero()` and `count()`. The same binary given the same
     work executes nearly the same number whatever else the machine does
     (batching still depends on timing), so these figures compare across runs
-    and machines where wall-clock ones do not. They count user space only:
-    the kernel's socket work is not in them."""
+    where wall-clock ones do not. They count user space only: the kernel's
+    socket work is not in them."""
 
     def __init__(self, stack, name, extra=None):
         self.out = stack.workdir / f"callgrind.{name}"
@@ -637,12 +636,19 @@ class Callgrind:
         self.service = stack.start(name, extra=extra, prefix=prefix, timeout=120)
         self.pid = self.service.proc.pid
 
+    def control(self, option):
+        # callgrind_control exits 0 even when it reached no process; only
+        # its "OK" says the command was carried out.
+        out = sh("callgrind_control", option, str(self.pid))
+        if "OK" not in out:
+            raise RuntimeError(f"callgrind_control {option} {self.pid} failed: {out.strip()}")
+
     def zero(self):
-        sh("callgrind_control", "-z", str(self.pid))
+        self.control("-z")
 
     def count(self):
         """Instructions since `zero()` (the counters are dumped to a file)."""
-        sh("callgrind_control", "-d", str(self.pid))
+        self.control("-d")
         dump = Path(f"{self.out}.{self.pid}.1")
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -657,8 +663,6 @@ class Callgrind:
 def instructions():
     """Instructions per request or task of the service that does the work,
     under callgrind (one at a time, the others run normally)."""
-    if shutil.which("valgrind") is None:
-        sys.exit("the instructions section needs valgrind: apt-get install valgrind")
     rows = []
 
     def measure(label, stack, name, load, extra=None, settle=6):
@@ -670,6 +674,8 @@ def instructions():
         time.sleep(1)
         traced.zero()
         made = load()
+        if made == 0:
+            raise RuntimeError(f"{label}: the load made no requests against {name} under callgrind")
         time.sleep(settle)
         per = traced.count() / made
         rows.append((label, per))
@@ -709,9 +715,10 @@ def instructions():
             "and read 6 s after it (`callgrind_control -d`; the spans of the run exported by then), divided by the requests or tasks it made. Requests: "
             "`wrk -t1 -c4 -d10s`. Echo tasks: 3 s of `wrk -t2 -c8` POSTs to the backend while the worker "
             "drains them, until the last is `succeeded`. The same binary given the same work executes nearly "
-            "the same instructions on any machine of this kind, busy or not (two runs differed by 0.4-2.4 %: "
-            "how spans, inserts and confirms fall into batches depends on timing), so these compare across "
-            "runs where the wall-clock figures do not. User space only: the kernel's socket work, much of a cheap "
+            "the same instructions however busy the machine is (three runs on one machine differed by at most "
+            "2.4 %: how spans, inserts and confirms fall into batches depends on timing, and on the load's "
+            "concurrency, so compare only figures measured this way), so these compare across runs where "
+            "the wall-clock figures do not. User space only: the kernel's socket work, much of a cheap "
             "request's cost, is not counted.\n\n" + "\n".join(table))
 
 
@@ -736,6 +743,8 @@ def main():
     only = set(args.only.split(","))
     if shutil.which("wrk") is None:
         sys.exit("bench.py needs wrk: apt-get install wrk")
+    if "instructions" in only and shutil.which("valgrind") is None:
+        sys.exit("the instructions section needs valgrind: apt-get install valgrind")
     subprocess.run(["cargo", "build", "--release", "--workspace", "--bins"], cwd=ROOT, check=True)
     BIN = target_dir()
     if "machine" in only:
