@@ -5,7 +5,7 @@ parts stay).
 
     scripts/bench.py                       # everything (about 33 minutes)
     scripts/bench.py --only tracing,hop    # some sections
-    scripts/bench.py --only instructions   # callgrind counts, any machine
+    scripts/bench.py --only instructions   # callgrind counts (repeatable)
     scripts/bench.py --headline-minutes 2  # a shorter sustained run
 
 Needs what scripts/test.sh provisions (RabbitMQ with its Prometheus plugin),
