@@ -146,12 +146,20 @@ async fn unknown_tasks_are_told_apart_and_expired_tasks_are_deleted() {
         );
         let old = Uuid::new_v4();
         tasks_table::insert(&db, old, TaskType::Echo).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(800)).await;
         let recent = Uuid::new_v4();
         tasks_table::insert(&db, recent, TaskType::Echo)
             .await
             .unwrap();
-        let deleted = tasks_table::delete_expired(&db, Duration::from_millis(400))
+        // `old` made an hour old, so that no scheduling delay on a busy
+        // machine can age `recent` past the retention (a sleep of 800 ms
+        // against a retention of 400 ms once did).
+        sqlx::query("UPDATE tasks SET created_at = created_at - $1 WHERE id = $2")
+            .bind(3_600_000_i64)
+            .bind(old.to_string())
+            .execute(db.writer())
+            .await
+            .unwrap();
+        let deleted = tasks_table::delete_expired(&db, Duration::from_secs(600))
             .await
             .unwrap();
         assert_eq!(deleted, 1);
