@@ -10,7 +10,7 @@
 //!   publisher actor and the consumer-side span.
 //! - [`db`]: the database (SQLite or PostgreSQL) with traced statements.
 //! - [`task`]: the task message schema shared by backend and worker.
-//! - [`http`]: JSON errors, the server span builder and `traceresponse`.
+//! - [`http`]: JSON errors, the SERVER span middleware and `traceresponse`.
 //! - [`metrics`]: Prometheus `/metrics` with trace-id exemplars.
 //! - [`config`]: environment parsing with clear errors.
 //! - [`service`]: the start-up and shutdown sequence of a service binary.
@@ -24,5 +24,8 @@ pub mod service;
 pub mod task;
 pub mod telemetry;
 pub mod traced;
+
+#[cfg(test)]
+mod span_recorder;
 
 pub use traced::{Traced, TracedSend};

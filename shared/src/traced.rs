@@ -101,11 +101,10 @@ impl<A: Actor> TracedSend<A> for Addr<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::span_recorder::{record_spans, span_named};
     use actix::{Context as ActorContext, ResponseFuture};
-    use opentelemetry::trace::{SpanId, TracerProvider as _};
-    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+    use opentelemetry::trace::SpanId;
     use tracing::Instrument;
-    use tracing_subscriber::layer::SubscriberExt;
 
     struct Echo;
     impl Actor for Echo {
@@ -133,23 +132,9 @@ mod tests {
         }
     }
 
-    fn spans_by_name<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
-        spans
-            .iter()
-            .find(|s| s.name == name)
-            .unwrap_or_else(|| panic!("no span {name} in {spans:?}"))
-    }
-
     #[test]
     fn span_opened_in_a_handler_is_the_child_of_the_span_that_sent_the_message() {
-        let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
-        let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-
-        tracing::subscriber::with_default(subscriber, || {
+        let spans = record_spans(|| {
             actix::System::new().block_on(async {
                 let echo = Echo.start();
                 let sender = tracing::info_span!("send-ping");
@@ -163,11 +148,9 @@ mod tests {
                 assert_ne!(handler_span_id, SpanId::INVALID);
             });
         });
-        provider.force_flush().unwrap();
 
-        let spans = exporter.get_finished_spans().unwrap();
-        let sender = spans_by_name(&spans, "send-ping");
-        let handler = spans_by_name(&spans, "handle-ping");
+        let sender = span_named(&spans, "send-ping");
+        let handler = span_named(&spans, "handle-ping");
         assert_eq!(handler.parent_span_id, sender.span_context.span_id());
         assert_eq!(
             handler.span_context.trace_id(),
@@ -177,20 +160,12 @@ mod tests {
 
     #[test]
     fn a_message_sent_outside_any_span_starts_a_new_trace_in_the_handler() {
-        let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
-        let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-        tracing::subscriber::with_default(subscriber, || {
+        let spans = record_spans(|| {
             actix::System::new().block_on(async {
                 Echo.start().send_traced(Ping).await.expect("mailbox open");
             });
         });
-        provider.force_flush().unwrap();
-        let spans = exporter.get_finished_spans().unwrap();
-        let handler = spans_by_name(&spans, "handle-ping");
+        let handler = span_named(&spans, "handle-ping");
         assert_eq!(handler.parent_span_id, SpanId::INVALID);
     }
 }

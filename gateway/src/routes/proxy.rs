@@ -142,10 +142,10 @@ async fn forward(
     };
     let span = tracing::info_span!(
         "HTTP client request",
-        otel.name = %name,
+        otel.name = name.as_str(),
         otel.kind = "client",
-        http.request.method = %method,
-        url.full = %url,
+        http.request.method = method.as_str(),
+        url.full = url.as_str(),
         url.template = template.as_deref().unwrap_or_default(),
         server.address = Empty,
         server.port = Empty,

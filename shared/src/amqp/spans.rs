@@ -12,16 +12,17 @@ use super::{propagation::extract_context, MESSAGING_SYSTEM};
 /// The PRODUCER span `send <queue>` of one message (its context is what the
 /// headers carry).
 pub(super) fn producer_span(queue: &str, message_id: &str, body_size: usize) -> Span {
+    let name = format!("send {queue}");
     tracing::info_span!(
         "send",
-        otel.name = %format!("send {queue}"),
+        otel.name = name.as_str(),
         otel.kind = "producer",
         messaging.system = MESSAGING_SYSTEM,
         messaging.operation.type = "send",
         messaging.operation.name = "publish",
-        messaging.destination.name = %queue,
-        messaging.rabbitmq.destination.routing_key = %queue,
-        messaging.message.id = %message_id,
+        messaging.destination.name = queue,
+        messaging.rabbitmq.destination.routing_key = queue,
+        messaging.message.id = message_id,
         messaging.message.body.size = body_size as i64,
         error.type = Empty,
     )
@@ -35,19 +36,20 @@ pub fn process_span(delivery: &Delivery, queue: &str) -> Span {
         .properties
         .message_id()
         .as_ref()
-        .map(|id| id.as_str().to_string())
+        .map(|id| id.as_str())
         .unwrap_or_default();
+    let name = format!("process {queue}");
     let span = tracing::info_span!(
         "process",
-        otel.name = %format!("process {queue}"),
+        otel.name = name.as_str(),
         otel.kind = "consumer",
         messaging.system = MESSAGING_SYSTEM,
         messaging.operation.type = "process",
         messaging.operation.name = "deliver",
-        messaging.destination.name = %queue,
-        messaging.rabbitmq.destination.routing_key = %delivery.routing_key.as_str(),
+        messaging.destination.name = queue,
+        messaging.rabbitmq.destination.routing_key = delivery.routing_key.as_str(),
         messaging.rabbitmq.message.delivery_tag = delivery.delivery_tag as i64,
-        messaging.message.id = %message_id,
+        messaging.message.id = message_id,
         messaging.message.body.size = delivery.data.len() as i64,
         messaging.message.redelivered = delivery.redelivered,
         error.type = Empty,

@@ -55,7 +55,7 @@ impl HttpMetrics {
 /// Middleware (`middleware::from_fn(record_http_metrics)`) observing every
 /// request's duration, with the request's trace as exemplar (but for the
 /// operational endpoints, see [`crate::http::is_operational`]). It must run
-/// inside `TracingLogger` and find `web::Data<HttpMetrics>`;
+/// inside `server_span` and find `web::Data<HttpMetrics>`;
 /// [`crate::http::Observability::app`] sets both up.
 pub async fn record_http_metrics(
     req: ServiceRequest,

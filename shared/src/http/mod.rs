@@ -18,7 +18,7 @@ use metrics::{metrics_endpoint, HttpMetrics, MetricsRegistry};
 
 pub use body::{read_body, read_json, MAX_BODY_BYTES};
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail};
-pub use server_span::ServerSpan;
+pub use server_span::server_span;
 pub use trace_response::{trace_response, traceresponse_value};
 
 /// Liveness path of every service.
@@ -155,7 +155,7 @@ impl Observability {
         actix_web::App::new()
             .wrap(actix_web::middleware::from_fn(metrics::record_http_metrics))
             .wrap(actix_web::middleware::from_fn(trace_response))
-            .wrap(tracing_actix_web::TracingLogger::<ServerSpan>::new())
+            .wrap(actix_web::middleware::from_fn(server_span))
             .configure(move |cfg| shared.configure(cfg))
             .default_service(web::to(not_found))
     }

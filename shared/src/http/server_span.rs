@@ -1,103 +1,157 @@
 //! The SERVER span for each request, named and attributed as the current
 //! OpenTelemetry HTTP semantic conventions say (`http.request.method`,
-//! `http.route`, `http.response.status_code`, ...). tracing-actix-web's
-//! default builder still emits the older names.
+//! `http.route`, `http.response.status_code`, ...).
+//!
+//! A middleware of our own rather than tracing-actix-web's `TracingLogger`:
+//! that crate's releases trail OpenTelemetry's (it would hold every
+//! opentelemetry* crate a version back), its default span uses the older
+//! attribute names, and per request it makes a request id and two request
+//! extensions that nothing here reads.
+
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+};
 
 use actix_web::{
-    body::MessageBody,
+    body::{BodySize, MessageBody},
     dev::{ServiceRequest, ServiceResponse},
+    middleware::Next,
+    web::Bytes,
     Error,
 };
 use opentelemetry::trace::Status;
-use tracing::{field::Empty, Span};
-use tracing_actix_web::RootSpanBuilder;
+use tracing::{field::Empty, Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::propagation::extract_context;
 
-/// Root span builder for `TracingLogger::<ServerSpan>`: continues the caller's
-/// trace from `traceparent` and records the outcome.
-pub struct ServerSpan;
+/// Middleware (`middleware::from_fn(server_span)`, outermost): each request
+/// runs inside its SERVER span, which continues the caller's trace from
+/// `traceparent`, records the response status and stays open until the
+/// response body has been sent.
+pub async fn server_span(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let span = request_span(&req);
+    // Entered while the inner services are called too, not only polled: their
+    // synchronous start already belongs to the request.
+    let outcome = span
+        .in_scope(|| next.call(req))
+        .instrument(span.clone())
+        .await;
+    record_outcome(&span, &outcome);
+    outcome.map(|response| response.map_body(|_, body| SpannedBody { body, span }))
+}
 
-impl RootSpanBuilder for ServerSpan {
-    fn on_request_start(request: &ServiceRequest) -> Span {
-        if super::is_operational(request.path()) {
-            return Span::none();
+/// The SERVER span for `request` (`Span::none()` for operational paths).
+fn request_span(request: &ServiceRequest) -> Span {
+    if super::is_operational(request.path()) {
+        return Span::none();
+    }
+    let method = request.method().as_str();
+    let route = request.match_pattern();
+    // Without a matched route the name is the method alone (low cardinality).
+    let name = match &route {
+        Some(route) => format!("{method} {route}"),
+        None => method.to_string(),
+    };
+    let connection = request.connection_info().clone();
+    let (host, port) = split_host(connection.host());
+    // Strings are given as `&str`, not `%` (Display): tracing-opentelemetry
+    // formats a Display value through `format!`, a str it only copies.
+    let span = tracing::info_span!(
+        "HTTP request",
+        otel.name = name.as_str(),
+        otel.kind = "server",
+        http.request.method = method,
+        http.route = Empty,
+        url.path = request.path(),
+        url.query = Empty,
+        url.scheme = connection.scheme(),
+        server.address = host,
+        server.port = Empty,
+        client.address = connection.realip_remote_addr().unwrap_or_default(),
+        user_agent.original = request
+            .headers()
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default(),
+        network.protocol.version = protocol_version(request.version()),
+        http.response.status_code = Empty,
+        error.type = Empty,
+    );
+    // Only a matched route has a template; unmatched requests carry none.
+    if let Some(route) = &route {
+        span.record("http.route", route.as_str());
+    }
+    if !request.query_string().is_empty() {
+        span.record("url.query", request.query_string());
+    }
+    if let Some(port) = port {
+        span.record("server.port", port);
+    }
+    if let Err(err) = span.set_parent(extract_context(request.headers())) {
+        tracing::debug!(error = %err, "server span already started; parent not set");
+    }
+    span
+}
+
+/// Records the response status on the span, and an error status for a 5xx.
+fn record_outcome<B: MessageBody>(span: &Span, outcome: &Result<ServiceResponse<B>, Error>) {
+    let status = match outcome {
+        Ok(response) => response.status(),
+        Err(error) => error.as_response_error().status_code(),
+    };
+    span.record("http.response.status_code", status.as_u16() as i64);
+    // One line per request at DEBUG: at INFO it cost a quarter of the
+    // product service's throughput (BENCHMARKS.md), and the SERVER span
+    // says the same. (At INFO it would also become a span event.)
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        if let Ok(response) = outcome {
+            let request = response.request();
+            tracing::debug!(parent: span, status = status.as_u16(), method = %request.method(), path = %request.path(), "request completed");
         }
-        let method = request.method().as_str();
-        let route = request.match_pattern();
-        // Without a matched route the name is the method alone (low cardinality).
-        let name = match &route {
-            Some(route) => format!("{method} {route}"),
-            None => method.to_string(),
+    }
+    // For SERVER spans only 5xx is an error: a 4xx is the client's.
+    if status.is_server_error() {
+        span.record("error.type", status.as_str());
+        let message = match outcome {
+            Ok(response) => response
+                .response()
+                .error()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| status.to_string()),
+            Err(error) => error.to_string(),
         };
-        let connection = request.connection_info().clone();
-        let (host, port) = split_host(connection.host());
-        let span = tracing::info_span!(
-            "HTTP request",
-            otel.name = %name,
-            otel.kind = "server",
-            http.request.method = %method,
-            http.route = Empty,
-            url.path = %request.path(),
-            url.query = Empty,
-            url.scheme = %connection.scheme(),
-            server.address = %host,
-            server.port = Empty,
-            client.address = connection.realip_remote_addr().unwrap_or_default(),
-            user_agent.original = request
-                .headers()
-                .get("user-agent")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default(),
-            network.protocol.version = %protocol_version(request.version()),
-            http.response.status_code = Empty,
-            error.type = Empty,
-        );
-        // Only a matched route has a template; unmatched requests carry none.
-        if let Some(route) = &route {
-            span.record("http.route", route.as_str());
-        }
-        if !request.query_string().is_empty() {
-            span.record("url.query", request.query_string());
-        }
-        if let Some(port) = port {
-            span.record("server.port", port);
-        }
-        if let Err(err) = span.set_parent(extract_context(request.headers())) {
-            tracing::debug!(error = %err, "server span already started; parent not set");
-        }
-        span
+        span.set_status(Status::error(message));
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that holds the request's span until it has been sent
+    /// (the span ends when its last handle drops) and is polled inside it.
+    struct SpannedBody<B> {
+        #[pin]
+        body: B,
+        span: Span,
+    }
+}
+
+impl<B: MessageBody> MessageBody for SpannedBody<B> {
+    type Error = B::Error;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
     }
 
-    fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
-        let status = match outcome {
-            Ok(response) => response.status(),
-            Err(error) => error.as_response_error().status_code(),
-        };
-        span.record("http.response.status_code", status.as_u16() as i64);
-        // One line per request at DEBUG: at INFO it cost a quarter of the
-        // product service's throughput (BENCHMARKS.md), and the SERVER span
-        // says the same. (At INFO it would also become a span event.)
-        if tracing::enabled!(tracing::Level::DEBUG) {
-            if let Ok(response) = outcome {
-                let request = response.request();
-                tracing::debug!(parent: &span, status = status.as_u16(), method = %request.method(), path = %request.path(), "request completed");
-            }
-        }
-        // For SERVER spans only 5xx is an error: a 4xx is the client's.
-        if status.is_server_error() {
-            span.record("error.type", status.as_str());
-            let message = match outcome {
-                Ok(response) => response
-                    .response()
-                    .error()
-                    .map(|e| e.to_string())
-                    .unwrap_or_else(|| status.to_string()),
-                Err(error) => error.to_string(),
-            };
-            span.set_status(Status::error(message));
-        }
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let this = self.project();
+        this.span.in_scope(|| this.body.poll_next(cx))
     }
 }
 
@@ -122,5 +176,140 @@ fn protocol_version(version: actix_web::http::Version) -> &'static str {
         Version::HTTP_2 => "2",
         Version::HTTP_3 => "3",
         _ => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::span_recorder::{record_spans, span_named};
+    use actix_web::{middleware::from_fn, test as actix_test, web, App, HttpResponse};
+    use opentelemetry::trace::SpanKind;
+    use opentelemetry_sdk::{propagation::TraceContextPropagator, trace::SpanData};
+
+    const CALLER_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    const CALLER_SPAN: &str = "b7ad6b7169203331";
+
+    /// Sends `requests` through `server_span` to a small app and returns the
+    /// finished spans.
+    fn spans_of(requests: Vec<actix_test::TestRequest>) -> Vec<SpanData> {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        record_spans(|| {
+            actix_web::rt::System::new().block_on(async {
+                let app = actix_test::init_service(
+                    App::new()
+                        .wrap(from_fn(server_span))
+                        .route(
+                            "/items/{id}",
+                            web::get().to(|| async {
+                                tracing::info_span!("load-item")
+                                    .in_scope(|| HttpResponse::Ok().body("an item"))
+                            }),
+                        )
+                        .route(
+                            "/stream",
+                            web::get().to(|| async {
+                                HttpResponse::Ok().streaming(futures_util::stream::once(async {
+                                    let _chunk = tracing::info_span!("write-chunk").entered();
+                                    Ok::<_, Error>(Bytes::from_static(b"a chunk"))
+                                }))
+                            }),
+                        )
+                        .route(
+                            "/broken",
+                            web::get()
+                                .to(|| async { HttpResponse::InternalServerError().finish() }),
+                        )
+                        .route(
+                            super::super::HEALTH_PATH,
+                            web::get().to(|| async { HttpResponse::Ok().finish() }),
+                        ),
+                )
+                .await;
+                for request in requests {
+                    let response = actix_test::call_service(&app, request.to_request()).await;
+                    actix_test::read_body(response).await;
+                }
+            })
+        })
+    }
+
+    fn attr(span: &SpanData, key: &str) -> Option<String> {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    }
+
+    #[test]
+    fn a_request_continues_the_callers_trace_under_its_route_name() {
+        let spans = spans_of(vec![actix_test::TestRequest::get()
+            .uri("/items/7?fields=name")
+            .insert_header(("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01")))
+            .insert_header(("user-agent", "curl/8"))]);
+
+        let server = span_named(&spans, "GET /items/{id}");
+        assert_eq!(server.span_kind, SpanKind::Server);
+        assert_eq!(server.span_context.trace_id().to_string(), CALLER_TRACE);
+        assert_eq!(server.parent_span_id.to_string(), CALLER_SPAN);
+        for (key, value) in [
+            ("http.request.method", "GET"),
+            ("http.route", "/items/{id}"),
+            ("url.path", "/items/7"),
+            ("url.query", "fields=name"),
+            ("url.scheme", "http"),
+            ("user_agent.original", "curl/8"),
+            ("network.protocol.version", "1.1"),
+            ("http.response.status_code", "200"),
+        ] {
+            assert_eq!(attr(server, key).as_deref(), Some(value), "{key}");
+        }
+        assert_eq!(attr(server, "error.type"), None);
+        assert_eq!(server.status, Status::Unset);
+
+        // The handler ran inside the SERVER span.
+        let handler = span_named(&spans, "load-item");
+        assert_eq!(handler.parent_span_id, server.span_context.span_id());
+    }
+
+    #[test]
+    fn a_5xx_is_an_error_a_4xx_is_not_and_health_checks_make_no_span() {
+        let spans = spans_of(vec![
+            actix_test::TestRequest::get().uri("/broken"),
+            actix_test::TestRequest::get().uri("/nowhere"),
+            actix_test::TestRequest::get().uri(super::super::HEALTH_PATH),
+        ]);
+        assert_eq!(spans.len(), 2, "{spans:#?}");
+
+        let broken = span_named(&spans, "GET /broken");
+        assert_eq!(
+            attr(broken, "http.response.status_code").as_deref(),
+            Some("500")
+        );
+        assert_eq!(attr(broken, "error.type").as_deref(), Some("500"));
+        assert!(
+            matches!(broken.status, Status::Error { .. }),
+            "{:?}",
+            broken.status
+        );
+
+        // No route matched: the name is the method alone, and no http.route.
+        let unmatched = span_named(&spans, "GET");
+        assert_eq!(
+            attr(unmatched, "http.response.status_code").as_deref(),
+            Some("404")
+        );
+        assert_eq!(attr(unmatched, "http.route"), None);
+        assert_eq!(attr(unmatched, "error.type"), None);
+        assert_eq!(unmatched.status, Status::Unset);
+    }
+
+    #[test]
+    fn a_streamed_body_is_sent_inside_the_span() {
+        let spans = spans_of(vec![actix_test::TestRequest::get().uri("/stream")]);
+        let server = span_named(&spans, "GET /stream");
+        let chunk = span_named(&spans, "write-chunk");
+        assert_eq!(chunk.parent_span_id, server.span_context.span_id());
+        assert!(server.end_time >= chunk.end_time);
     }
 }

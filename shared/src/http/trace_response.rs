@@ -24,8 +24,8 @@ pub fn traceresponse_value(span_context: &SpanContext) -> Option<String> {
 }
 
 /// Middleware (`middleware::from_fn(trace_response)`) adding `traceresponse`
-/// with the SERVER span's ids. Register it inside `TracingLogger` so the
-/// server span is current when it runs.
+/// with the SERVER span's ids. Register it inside `server_span` so the
+/// SERVER span is current when it runs.
 pub async fn trace_response(
     req: ServiceRequest,
     next: Next<impl MessageBody>,

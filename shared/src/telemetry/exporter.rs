@@ -42,10 +42,11 @@ impl ExportTarget {
     }
 
     fn resolve(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        // Enum values are case-insensitive, as the OTLP exporter reads them.
         let protocol = match var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
             .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"))
+            .map(|v| v.trim().to_ascii_lowercase())
             .as_deref()
-            .map(str::trim)
         {
             None | Some("grpc") => ExportProtocol::Grpc,
             Some("http/protobuf") => ExportProtocol::HttpProtobuf,
@@ -348,6 +349,8 @@ mod tests {
     #[test]
     fn http_protobuf_is_selected_by_the_protocol_variable() {
         let target = resolve(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")]).unwrap();
+        assert_eq!(target.protocol, ExportProtocol::HttpProtobuf);
+        let target = resolve(&[("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", " HTTP/Protobuf ")]).unwrap();
         assert_eq!(target.protocol, ExportProtocol::HttpProtobuf);
         assert!(resolve(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift")]).is_err());
     }

@@ -23,7 +23,9 @@ pub use log_format::LogFormat;
 
 /// Every environment variable the telemetry set-up honours (the SDK reads
 /// the `OTEL_*` ones; `JAEGER_AGENT_PORT` is accepted and ignored: Jaeger
-/// takes OTLP on 4317, not the agent's UDP port).
+/// takes OTLP on 4317, not the agent's UDP port). `OTEL_BSP_EXPORT_TIMEOUT`
+/// is not among them: the SDK's thread-based batch processor ignores it, and
+/// `OTEL_EXPORTER_OTLP_TIMEOUT` bounds each export instead.
 pub const ENV_VARS: &[&str] = &[
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
@@ -39,7 +41,6 @@ pub const ENV_VARS: &[&str] = &[
     "OTEL_BSP_SCHEDULE_DELAY",
     "OTEL_BSP_MAX_QUEUE_SIZE",
     "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-    "OTEL_BSP_EXPORT_TIMEOUT",
     "OTEL_BSP_MAX_CONCURRENT_EXPORTS",
     "JAEGER_AGENT_HOST",
     "JAEGER_AGENT_PORT",
