@@ -232,6 +232,13 @@ where
         .with_location(false)
         .with_threads(false)
         .with_tracked_inactivity(false)
+        // Off: making each entered span OpenTelemetry's current `Context` as
+        // well, a clone and a thread-local push on every poll of every
+        // instrumented future. Only code that reads `Context::current()`
+        // (libraries instrumented with the OpenTelemetry API itself) needs
+        // it; nothing here does: propagation takes the context from the
+        // `tracing` span (`OpenTelemetrySpanExt::context`).
+        .with_context_activation(false)
         .with_filter(platform_spans())
 }
 
