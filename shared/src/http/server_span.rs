@@ -185,7 +185,7 @@ mod tests {
     use crate::span_recorder::{record_spans, span_named};
     use actix_web::{middleware::from_fn, test as actix_test, web, App, HttpResponse};
     use opentelemetry::trace::SpanKind;
-    use opentelemetry_sdk::{propagation::TraceContextPropagator, trace::SpanData};
+    use opentelemetry_sdk::trace::SpanData;
 
     const CALLER_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
     const CALLER_SPAN: &str = "b7ad6b7169203331";
@@ -193,7 +193,7 @@ mod tests {
     /// Sends `requests` through `server_span` to a small app and returns the
     /// finished spans.
     fn spans_of(requests: Vec<actix_test::TestRequest>) -> Vec<SpanData> {
-        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        crate::telemetry::install_propagator();
         record_spans(|| {
             actix_web::rt::System::new().block_on(async {
                 let app = actix_test::init_service(
@@ -221,7 +221,7 @@ mod tests {
                                 .to(|| async { HttpResponse::InternalServerError().finish() }),
                         )
                         .route(
-                            super::super::HEALTH_PATH,
+                            crate::http::HEALTH_PATH,
                             web::get().to(|| async { HttpResponse::Ok().finish() }),
                         ),
                 )
@@ -277,7 +277,7 @@ mod tests {
         let spans = spans_of(vec![
             actix_test::TestRequest::get().uri("/broken"),
             actix_test::TestRequest::get().uri("/nowhere"),
-            actix_test::TestRequest::get().uri(super::super::HEALTH_PATH),
+            actix_test::TestRequest::get().uri(crate::http::HEALTH_PATH),
         ]);
         assert_eq!(spans.len(), 2, "{spans:#?}");
 
