@@ -279,6 +279,23 @@ impl ServiceProcess {
     }
 }
 
+/// Starts `service` with `env` and asserts that it refuses to start with
+/// exit code 2; returns what it logged.
+pub async fn refused_at_start(
+    service: Service,
+    env: &[(String, String)],
+    log_dir: &std::path::Path,
+) -> String {
+    let mut process = ServiceProcess::spawn(service, env, log_dir);
+    let status = process
+        .wait_exit(Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|| panic!("{env:?}: still running"));
+    let logs = process.logs();
+    assert_eq!(status.code(), Some(2), "{env:?}: {logs}");
+    logs
+}
+
 /// Starts `service` with `name=value` (and the SDK off) and asserts that it
 /// refuses to start: exit code 2, a log that names the variable, and not the
 /// password `secret` the value holds.
@@ -289,20 +306,11 @@ pub async fn assert_refused_at_start(
     secret: &str,
     log_dir: &std::path::Path,
 ) {
-    let mut process = ServiceProcess::spawn(
-        service,
-        &[
-            (name.into(), value.into()),
-            ("OTEL_SDK_DISABLED".into(), "true".into()),
-        ],
-        log_dir,
-    );
-    let status = process
-        .wait_exit(Duration::from_secs(15))
-        .await
-        .unwrap_or_else(|| panic!("{name}={value}: still running"));
-    let logs = process.logs();
-    assert_eq!(status.code(), Some(2), "{name}={value}: {logs}");
+    let env = [
+        (name.into(), value.into()),
+        ("OTEL_SDK_DISABLED".into(), "true".into()),
+    ];
+    let logs = refused_at_start(service, &env, log_dir).await;
     assert!(logs.contains(name), "{name}={value}: {logs}");
     assert!(!logs.contains(secret), "the password leaked: {logs}");
 }

@@ -56,8 +56,16 @@ impl ExportTarget {
             ))
             }
         };
-        let endpoint_set = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some()
-            || var("OTEL_EXPORTER_OTLP_ENDPOINT").is_some();
+        let mut endpoint_set = false;
+        for name in [
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ] {
+            if let Some(value) = var(name) {
+                check_endpoint(name, value.trim())?;
+                endpoint_set = true;
+            }
+        }
         let jaeger_agent_host = if endpoint_set {
             None
         } else {
@@ -102,6 +110,25 @@ impl fmt::Display for ExportTarget {
                 write!(f, "{protocol} {from_env}")
             }
         }
+    }
+}
+
+/// An OTLP endpoint this build can reach: `http://` only. The exporter
+/// itself takes a scheme-less endpoint for `https://`, and reports a missing
+/// TLS feature in terms of Cargo features; this says what to write instead.
+fn check_endpoint(name: &str, value: &str) -> Result<(), String> {
+    match value.split_once("://") {
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("http") => Ok(()),
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => Err(format!(
+            "{name}={value:?}: this build exports OTLP without TLS; give an http:// endpoint \
+             (a collector beside the service can forward over TLS)"
+        )),
+        Some(_) => Err(format!(
+            "{name}={value:?}: the endpoint must start with http://"
+        )),
+        None => Err(format!(
+            "{name}={value:?} has no scheme; write http://{value}"
+        )),
     }
 }
 
@@ -353,6 +380,29 @@ mod tests {
         let target = resolve(&[("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", " HTTP/Protobuf ")]).unwrap();
         assert_eq!(target.protocol, ExportProtocol::HttpProtobuf);
         assert!(resolve(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift")]).is_err());
+    }
+
+    #[test]
+    fn an_endpoint_without_http_is_refused_with_what_to_write_instead() {
+        assert!(resolve(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4317")]).is_ok());
+        assert!(resolve(&[(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "HTTP://jaeger:4318/v1/traces"
+        )])
+        .is_ok());
+
+        let err = resolve(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "jaeger:4317")]).unwrap_err();
+        assert!(err.contains("write http://jaeger:4317"), "{err}");
+        let err = resolve(&[(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "https://otel.example.com",
+        )])
+        .unwrap_err();
+        assert!(
+            err.contains("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") && err.contains("without TLS"),
+            "{err}"
+        );
+        assert!(resolve(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "grpc://jaeger:4317")]).is_err());
     }
 
     #[test]

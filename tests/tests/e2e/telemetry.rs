@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use e2e_tests::{OtlpCollector, Service, ServiceProcess};
+use e2e_tests::{
+    platform::{bin_dir, refused_at_start},
+    OtlpCollector, Service, ServiceProcess,
+};
 use serde_json::Value;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -252,6 +255,22 @@ async fn json_logs_carry_the_trace_and_span_id_of_their_span() {
     assert_eq!(request_line["span_id"], server.span_id.as_str());
     assert_eq!(request_line["fields"]["status"], 200);
     stop_and_flush(product).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_otlp_endpoint_this_build_cannot_reach_stops_the_service_saying_what_to_write() {
+    let log_dir = bin_dir().join("e2e-logs").join("bad-otlp-endpoint");
+    for (value, hint) in [
+        ("jaeger:4317", "write http://jaeger:4317"),
+        ("https://otel.example.com:4317", "without TLS"),
+    ] {
+        let vars = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", value)]);
+        let logs = refused_at_start(Service::Product, &vars, &log_dir).await;
+        assert!(
+            logs.contains("OTEL_EXPORTER_OTLP_ENDPOINT") && logs.contains(hint),
+            "{value}: {logs}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
