@@ -5,6 +5,13 @@
 
 # Not older than the workspace's rust-version (Cargo.toml; a test checks).
 FROM rust:1.94-slim-bookworm AS builder
+# make: jemalloc, the gateway's allocator, builds with its own configure and
+# make (the slim image has a C compiler but no make). Unpinned: bookworm's
+# make is the one its point releases ship.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 
 # 1. Dependencies: manifests plus empty targets, compiled once and cached.

@@ -15,6 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/ensure-rabbitmq.sh
+scripts/ensure-build-tools.sh
 cargo build --release --workspace --bins
 # Where cargo put the binaries: honours CARGO_TARGET_DIR and .cargo/config.
 target_dir=$(cargo metadata --format-version 1 --no-deps |

@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+scripts/ensure-build-tools.sh
 scripts/ensure-rabbitmq.sh
 scripts/ensure-postgres.sh
 scripts/ensure-prometheus.sh
