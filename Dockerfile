@@ -5,7 +5,7 @@
 
 # Not older than the workspace's rust-version (Cargo.toml; a test checks).
 FROM rust:1.94-slim-bookworm AS builder
-# make: jemalloc, the gateway's allocator, builds with its own configure and
+# make: jemalloc, the services' allocator, builds with its own configure and
 # make (the slim image has a C compiler but no make). Unpinned: bookworm's
 # make is the one its point releases ship.
 # hadolint ignore=DL3008
@@ -15,7 +15,9 @@ RUN apt-get update \
 WORKDIR /src
 
 # 1. Dependencies: manifests plus empty targets, compiled once and cached.
+#    .cargo/config.toml holds jemalloc's compiled-in options.
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo .cargo
 COPY shared/Cargo.toml shared/
 COPY gateway/Cargo.toml gateway/
 COPY backend/Cargo.toml backend/

@@ -2,6 +2,9 @@
 
 use std::process::ExitCode;
 
+#[global_allocator]
+static ALLOCATOR: shared::service::Allocator = shared::service::Allocator;
+
 fn main() -> ExitCode {
     shared::service::run(
         "product-service",
