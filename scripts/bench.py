@@ -383,6 +383,9 @@ def broker_ceiling():
         f"| {result['consume_grouped_acks_per_s']:,.0f} |",
         f"| both at once (each way) | {result['publish_and_consume_per_s']:,.0f} |",
         f"| publishing one at a time, waiting for each confirm | {result['publish_one_at_a_time_per_s']:,.0f} |",
+        f"| {result['latency_publishers']} publishers at once, each waiting for its confirm (as `POST /api/tasks` "
+        f"on {result['latency_publishers']} connections): confirm p50 {result['confirm_p50_ms']:.1f} ms, "
+        f"p99 {result['confirm_p99_ms']:.1f} ms | {result['publish_latency_run_per_s']:,.0f} |",
         "",
         "A task costs the broker one publish (the POST) and one delivery (the worker), plus its share of a "
         "status-report message (one publish and one delivery carrying up to 256 reports; about "

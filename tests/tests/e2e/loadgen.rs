@@ -89,12 +89,16 @@ fn broker_ceiling_measures_every_mode_and_leaves_its_queue_deleted() {
         "consume_grouped_acks_per_s",
         "publish_and_consume_per_s",
         "publish_one_at_a_time_per_s",
+        "publish_latency_run_per_s",
     ] {
         assert!(
             result[mode].as_f64().unwrap_or(0.0) > 0.0,
             "{mode}: {result}"
         );
     }
+    let p50 = result["confirm_p50_ms"].as_f64().unwrap_or(0.0);
+    let p99 = result["confirm_p99_ms"].as_f64().unwrap_or(0.0);
+    assert!(p50 > 0.0 && p99 >= p50, "confirm latency: {result}");
     // The queue it declared is deleted at the end.
     let queues = Command::new("rabbitmqctl")
         .args(["list_queues", "-q", "-p", vhost.name(), "name"])
