@@ -261,8 +261,13 @@ def machine():
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     mem = next((int(l.split()[1]) // 1024 for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
     rabbit = sh("rabbitmqctl", "-q", "version").strip() if shutil.which("rabbitmqctl") else "?"
+    # BBR stalls loopback connections for 200 ms now and then, which shows
+    # in every p99 (BENCHMARKS.md, "Where a slow POST waits").
+    congestion = Path("/proc/sys/net/ipv4/tcp_congestion_control")
+    tcp = congestion.read_text().strip() if congestion.exists() else "?"
     lines = [
-        f"- {os.cpu_count()} CPUs ({cpu}), {mem / 1024:.0f} GiB, Linux {platform.release()}",
+        f"- {os.cpu_count()} CPUs ({cpu}), {mem / 1024:.0f} GiB, Linux {platform.release()}, "
+        f"TCP congestion control {tcp}",
         f"- {sh('rustc', '-V').strip()}, RabbitMQ {rabbit}, SQLite (bundled with sqlx) for task state",
         f"- measured {time.strftime('%Y-%m-%d')}; `scripts/bench.py`",
     ]
