@@ -61,31 +61,66 @@ pub enum UpdateOutcome {
 /// Most tasks one INSERT statement adds.
 pub const MAX_INSERT_BATCH: usize = 64;
 
-/// `INSERT INTO tasks ... VALUES (...), (...)` for `rows` tasks (1 to
-/// [`MAX_INSERT_BATCH`]), built once per size.
-fn insert_statement(rows: usize) -> &'static Statement {
-    static STATEMENTS: OnceLock<Vec<&'static Statement>> = OnceLock::new();
-    let statements = STATEMENTS.get_or_init(|| {
-        (1..=MAX_INSERT_BATCH)
-            .map(|rows| {
+/// The row counts the multi-row statements are built for: each count up to
+/// 8, then steps of about 1.5×. A batch runs as the next size up, padded with
+/// rows of NULLs that insert and match nothing. Why: sqlx caches up to 100
+/// prepared statements per connection, and SQLite holds about 70 KiB for a
+/// prepared 128-row UPDATE; one statement per batch size (192 of them) held
+/// megabytes in the writer connection and, under load, evicted one another
+/// (BENCHMARKS.md).
+const BATCH_SIZES: [usize; 16] = [1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 48, 64, 96, 128];
+
+/// The statement for each of [`BATCH_SIZES`] up to `max`, built once by
+/// `build(rows)`; `for_rows(rows)` picks the one a batch of `rows` runs as.
+struct SizedStatements(Vec<(usize, &'static Statement)>);
+
+impl SizedStatements {
+    fn build(max: usize, build: impl Fn(usize) -> &'static Statement) -> Self {
+        Self(
+            BATCH_SIZES
+                .iter()
+                .filter(|&&size| size <= max)
+                .map(|&size| (size, build(size)))
+                .collect(),
+        )
+    }
+
+    /// The statement for a batch of `rows` (at most the `max` it was built
+    /// for) and how many rows it holds.
+    fn for_rows(&self, rows: usize) -> (usize, &'static Statement) {
+        let largest = self.0[self.0.len() - 1];
+        self.0
+            .iter()
+            .copied()
+            .find(|&(size, _)| size >= rows)
+            .unwrap_or(largest)
+    }
+}
+
+/// `INSERT INTO tasks ... SELECT ... FROM (VALUES ($2, $3), ...)` for a
+/// batch of `rows` tasks (1 to [`MAX_INSERT_BATCH`]); `$1` is the time. The
+/// rows without an id are padding.
+fn insert_statement(rows: usize) -> (usize, &'static Statement) {
+    static STATEMENTS: OnceLock<SizedStatements> = OnceLock::new();
+    STATEMENTS
+        .get_or_init(|| {
+            SizedStatements::build(MAX_INSERT_BATCH, |rows| {
                 let values: Vec<String> = (0..rows)
-                    .map(|row| {
-                        let (id, kind, now) = (3 * row + 1, 3 * row + 2, 3 * row + 3);
-                        format!("(${id}, ${kind}, 'queued', 0, ${now}, ${now})")
-                    })
+                    .map(|row| format!("(${}, ${})", 2 * row + 2, 2 * row + 3))
                     .collect();
                 Statement::leak(
                     "INSERT",
                     "tasks",
                     format!(
-                        "INSERT INTO tasks (id, type, status, attempts, created_at, updated_at) VALUES {}",
+                        "INSERT INTO tasks (id, type, status, attempts, created_at, updated_at) \
+                         SELECT v.column1, v.column2, 'queued', 0, $1, $1 FROM (VALUES {}) AS v \
+                         WHERE v.column1 IS NOT NULL",
                         values.join(", ")
                     ),
                 )
             })
-            .collect()
-    });
-    statements[rows.clamp(1, MAX_INSERT_BATCH) - 1]
+        })
+        .for_rows(rows)
 }
 
 const SELECT: Statement = Statement {
@@ -116,14 +151,15 @@ const APPLY_STATUS: Statement = Statement {
 /// Most reports one multi-row UPDATE applies.
 pub const MAX_UPDATE_BATCH: usize = 128;
 
-/// [`APPLY_STATUS`] for `rows` reports of distinct tasks (1 to
-/// [`MAX_UPDATE_BATCH`]) in one statement, built once per size: the same
-/// conditions, against a `VALUES` list; `RETURNING` names the rows it changed.
-fn apply_many_statement(rows: usize) -> &'static Statement {
-    static STATEMENTS: OnceLock<Vec<&'static Statement>> = OnceLock::new();
-    let statements = STATEMENTS.get_or_init(|| {
-        (1..=MAX_UPDATE_BATCH)
-            .map(|rows| {
+/// [`APPLY_STATUS`] for a batch of `rows` reports of distinct tasks (1 to
+/// [`MAX_UPDATE_BATCH`]) in one statement: the same conditions, against a
+/// `VALUES` list whose rows without an id are padding ([`BATCH_SIZES`]);
+/// `RETURNING` names the rows it changed.
+fn apply_many_statement(rows: usize) -> (usize, &'static Statement) {
+    static STATEMENTS: OnceLock<SizedStatements> = OnceLock::new();
+    STATEMENTS
+        .get_or_init(|| {
+            SizedStatements::build(MAX_UPDATE_BATCH, |rows| {
                 let values: Vec<String> = (0..rows)
                     .map(|row| {
                         let params: Vec<String> =
@@ -148,9 +184,8 @@ fn apply_many_statement(rows: usize) -> &'static Statement {
                     ),
                 )
             })
-            .collect()
-    });
-    statements[rows.clamp(1, MAX_UPDATE_BATCH) - 1]
+        })
+        .for_rows(rows)
 }
 
 /// Deletes a bounded chunk of expired tasks, so that one clean-up never
@@ -196,10 +231,13 @@ pub async fn insert_many(
     links: Vec<SpanContext>,
 ) -> Result<(), DbError> {
     debug_assert!((1..=MAX_INSERT_BATCH).contains(&tasks.len()));
-    let now = now_ms();
-    let mut query = db.query(insert_statement(tasks.len())).linked_to(links);
+    let (rows, statement) = insert_statement(tasks.len());
+    let mut query = db.query(statement).linked_to(links).bind(now_ms());
     for (id, kind) in tasks {
-        query = query.bind(id.to_string()).bind(kind.as_str()).bind(now);
+        query = query.bind(id.to_string()).bind(kind.as_str());
+    }
+    for _ in tasks.len()..rows {
+        query = query.bind(None::<String>).bind(None::<String>);
     }
     query.execute(db.writer()).await.map(|_| ())
 }
@@ -258,9 +296,8 @@ pub async fn apply_many(
 ) -> Result<HashSet<Uuid>, DbError> {
     debug_assert!((1..=MAX_UPDATE_BATCH).contains(&updates.len()));
     let now = now_ms();
-    let mut query = db
-        .query(apply_many_statement(updates.len()))
-        .linked_to(links);
+    let (rows, statement) = apply_many_statement(updates.len());
+    let mut query = db.query(statement).linked_to(links);
     for update in updates {
         query = query
             .bind(update.id.to_string())
@@ -271,8 +308,19 @@ pub async fn apply_many(
             .bind(now)
             .bind(stage(update.status));
     }
-    let rows = query.fetch_all(&mut *conn).await?;
-    rows.iter()
+    for _ in updates.len()..rows {
+        query = query
+            .bind(None::<String>)
+            .bind(None::<String>)
+            .bind(None::<i64>)
+            .bind(None::<String>)
+            .bind(None::<String>)
+            .bind(None::<i64>)
+            .bind(None::<i64>);
+    }
+    let changed = query.fetch_all(&mut *conn).await?;
+    changed
+        .iter()
         .map(|row| {
             let id: String = row.try_get(0)?;
             Uuid::parse_str(&id).map_err(|e| {

@@ -3,7 +3,7 @@
 //! reordered; expired tasks are deleted; migrations can run again (and
 //! concurrently) without harm; the catalog is seeded.
 
-use std::time::Duration;
+use std::{collections::HashSet, time::Duration};
 
 use backend::tasks_table::{self, UpdateOutcome};
 use e2e_tests::{DbKind, TestDatabase};
@@ -43,6 +43,18 @@ async fn apply_batch(db: &Database, reports: &[StatusUpdate]) -> Vec<UpdateOutco
     }
     db.commit(tx).await.unwrap();
     outcomes
+}
+
+/// Applies reports of distinct tasks with one `apply_many`, committed; the
+/// ids of the tasks it changed.
+async fn apply_many_committed(db: &Database, reports: &[StatusUpdate]) -> HashSet<Uuid> {
+    let updates: Vec<&StatusUpdate> = reports.iter().collect();
+    let mut tx = db.begin_write().await.unwrap();
+    let applied = tasks_table::apply_many(db, &mut tx, &updates, Vec::new())
+        .await
+        .unwrap();
+    db.commit(tx).await.unwrap();
+    applied
 }
 
 async fn on_both(test: impl AsyncFn(Database)) {
@@ -250,13 +262,8 @@ async fn many_tasks_are_inserted_and_updated_in_one_statement_with_the_same_rule
             report(ids[4], Processing, 2),
             report(stranger, Succeeded, 1),
         ];
-        let mut tx = db.begin_write().await.unwrap();
-        let updates: Vec<&StatusUpdate> = batch.iter().collect();
-        let applied = tasks_table::apply_many(&db, &mut tx, &updates, Vec::new())
-            .await
-            .unwrap();
-        db.commit(tx).await.unwrap();
-        let expected: std::collections::HashSet<Uuid> = ids[..4].iter().copied().collect();
+        let applied = apply_many_committed(&db, &batch).await;
+        let expected: HashSet<Uuid> = ids[..4].iter().copied().collect();
         assert_eq!(applied, expected);
         let status = async |id: Uuid| tasks_table::select(&db, id).await.unwrap().unwrap();
         assert_eq!(status(ids[0]).await.status, Processing);
@@ -276,6 +283,58 @@ async fn many_tasks_are_inserted_and_updated_in_one_statement_with_the_same_rule
             "a stale report changed nothing"
         );
         assert_eq!(tasks_table::select(&db, stranger).await.unwrap(), None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn batches_of_every_size_up_to_the_largest_store_and_update_exactly_their_tasks() {
+    on_both(async |db| {
+        // Sizes that run as a larger statement (padded) and sizes that fit one.
+        for size in [1, 8, 9, 13, 47, tasks_table::MAX_INSERT_BATCH] {
+            let ids: Vec<Uuid> = (0..size).map(|_| Uuid::new_v4()).collect();
+            let tasks: Vec<(Uuid, TaskType)> = ids.iter().map(|id| (*id, TaskType::Hash)).collect();
+            tasks_table::insert_many(&db, &tasks, Vec::new())
+                .await
+                .unwrap();
+            let reports: Vec<StatusUpdate> = ids
+                .iter()
+                .map(|id| report(*id, TaskStatus::Succeeded, 1))
+                .collect();
+            let applied = apply_many_committed(&db, &reports).await;
+            assert_eq!(applied.len(), size, "batch of {size}");
+            for id in &ids {
+                assert!(applied.contains(id));
+                let task = tasks_table::select(&db, *id).await.unwrap().unwrap();
+                assert_eq!(
+                    (task.kind, task.status),
+                    (TaskType::Hash, TaskStatus::Succeeded)
+                );
+            }
+        }
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks")
+            .fetch_one(db.writer())
+            .await
+            .unwrap();
+        assert_eq!(rows, 1 + 8 + 9 + 13 + 47 + 64, "the padding stored nothing");
+        // The largest batch of reports, half of them of tasks the table does not hold.
+        let ids: Vec<Uuid> = (0..tasks_table::MAX_INSERT_BATCH)
+            .map(|_| Uuid::new_v4())
+            .collect();
+        let tasks: Vec<(Uuid, TaskType)> = ids.iter().map(|id| (*id, TaskType::Echo)).collect();
+        tasks_table::insert_many(&db, &tasks, Vec::new())
+            .await
+            .unwrap();
+        let mut reports: Vec<StatusUpdate> = ids
+            .iter()
+            .map(|id| report(*id, TaskStatus::Processing, 1))
+            .collect();
+        reports.extend(
+            (reports.len()..tasks_table::MAX_UPDATE_BATCH)
+                .map(|_| report(Uuid::new_v4(), TaskStatus::Processing, 1)),
+        );
+        let applied = apply_many_committed(&db, &reports).await;
+        assert_eq!(applied, ids.iter().copied().collect());
     })
     .await;
 }
