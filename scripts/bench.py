@@ -673,11 +673,13 @@ def instructions():
     under callgrind (one at a time, the others run normally)."""
     rows = []
 
-    def measure(label, stack, name, load, extra=None, settle=6):
+    def measure(label, stack, name, load, extra=None, settle=6, then=()):
         """`load()` -> the requests or tasks it made; after `settle` seconds
         (past the export schedule, so the last spans are exported), the
-        instructions per one."""
+        instructions per one. `then`: services started after the traced one."""
         traced = Callgrind(stack, name, extra)
+        for other in then:
+            stack.start(other)
         load()  # warm-up: connections, caches, the first batch exported
         time.sleep(1)
         traced.zero()
@@ -715,6 +717,16 @@ def instructions():
             wait_succeeded(base, marker(base))
             return WRK_REQUESTS["total"] - before + 1
         measure("an echo task, worker (`WORKER_CONCURRENCY` 4), 100 %", stack, "worker", echo_tasks)
+    with platform_up(()) as (_, _, stack):
+        base = stack.url("backend")
+
+        def accepted_and_finished():
+            before = WRK_REQUESTS["total"]
+            wrk(base + "/api/tasks", seconds=5, connections=64, post=True)
+            wait_succeeded(base, marker(base))
+            return WRK_REQUESTS["total"] - before + 1
+        measure("an echo task accepted and its reports applied under load, backend, 100 %", stack, "backend",
+                accepted_and_finished, then=("worker",))
 
     table = ["| what | instructions per request or task |", "|---|---|"]
     table += [f"| {label} | {per:,.0f} |" for label, per in rows]
@@ -722,7 +734,9 @@ def instructions():
             "Each load runs twice: once to warm up, then with the counters zeroed (`callgrind_control -z`) "
             "and read 6 s after it (`callgrind_control -d`; the spans of the run exported by then), divided by the requests or tasks it made. Requests: "
             "`wrk -t1 -c4 -d10s`. Echo tasks: 3 s of `wrk -t2 -c8` POSTs to the backend while the worker "
-            "drains them, until the last is `succeeded`. The same binary given the same work executes nearly "
+            "drains them, until the last is `succeeded`; under load: 5 s of `wrk -t2 -c64` POSTs to the backend "
+            "(slowed by callgrind, so its INSERTs and UPDATEs take large batches) while the worker drains them, "
+            "until the last is `succeeded`. The same binary given the same work executes nearly "
             "the same instructions however busy the machine is (three runs on one machine differed by at most "
             "2.4 %: how spans, inserts and confirms fall into batches depends on timing, and on the load's "
             "concurrency, so compare only figures measured this way), so these compare across runs where "
