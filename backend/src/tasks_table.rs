@@ -151,10 +151,17 @@ const APPLY_STATUS: Statement = Statement {
 /// Most reports one multi-row UPDATE applies.
 pub const MAX_UPDATE_BATCH: usize = 128;
 
+/// Parameters of one report in [`apply_many_statement`]: id, status,
+/// attempt, result, error.
+const APPLY_MANY_COLUMNS: usize = 5;
+
 /// [`APPLY_STATUS`] for a batch of `rows` reports of distinct tasks (1 to
 /// [`MAX_UPDATE_BATCH`]) in one statement: the same conditions, against a
 /// `VALUES` list whose rows without an id are padding ([`BATCH_SIZES`]);
-/// `RETURNING` names the rows it changed.
+/// `$1` is the time; `RETURNING` names the rows it changed. The report's
+/// stage is worked out in SQL rather than bound: sqlx looks up each
+/// parameter's name by a scan of the statement's parameter list, so binding
+/// costs grow with the square of their number (BENCHMARKS.md).
 fn apply_many_statement(rows: usize) -> (usize, &'static Statement) {
     static STATEMENTS: OnceLock<SizedStatements> = OnceLock::new();
     STATEMENTS
@@ -162,8 +169,9 @@ fn apply_many_statement(rows: usize) -> (usize, &'static Statement) {
             SizedStatements::build(MAX_UPDATE_BATCH, |rows| {
                 let values: Vec<String> = (0..rows)
                     .map(|row| {
-                        let params: Vec<String> =
-                            (1..=7).map(|column| format!("${}", 7 * row + column)).collect();
+                        let params: Vec<String> = (0..APPLY_MANY_COLUMNS)
+                            .map(|column| format!("${}", APPLY_MANY_COLUMNS * row + column + 2))
+                            .collect();
                         format!("({})", params.join(", "))
                     })
                     .collect();
@@ -174,11 +182,12 @@ fn apply_many_statement(rows: usize) -> (usize, &'static Statement) {
                         "UPDATE tasks SET status = v.column2, attempts = v.column3, \
                          result = CASE WHEN v.column2 = 'succeeded' THEN v.column4 ELSE tasks.result END, \
                          error = CASE WHEN v.column2 = 'succeeded' THEN NULL ELSE COALESCE(v.column5, tasks.error) END, \
-                         updated_at = v.column6 \
+                         updated_at = $1 \
                          FROM (VALUES {}) AS v \
                          WHERE tasks.id = v.column1 AND tasks.status NOT IN ('succeeded', 'failed') \
                          AND (tasks.attempts < v.column3 OR (tasks.attempts = v.column3 AND \
-                         (CASE tasks.status WHEN 'processing' THEN 1 WHEN 'queued' THEN 2 ELSE 3 END) < v.column7)) \
+                         (CASE tasks.status WHEN 'processing' THEN 1 WHEN 'queued' THEN 2 ELSE 3 END) < \
+                         (CASE v.column2 WHEN 'processing' THEN 1 WHEN 'queued' THEN 2 ELSE 3 END))) \
                          RETURNING tasks.id",
                         values.join(", ")
                     ),
@@ -295,18 +304,15 @@ pub async fn apply_many(
     links: Vec<SpanContext>,
 ) -> Result<HashSet<Uuid>, DbError> {
     debug_assert!((1..=MAX_UPDATE_BATCH).contains(&updates.len()));
-    let now = now_ms();
     let (rows, statement) = apply_many_statement(updates.len());
-    let mut query = db.query(statement).linked_to(links);
+    let mut query = db.query(statement).linked_to(links).bind(now_ms());
     for update in updates {
         query = query
             .bind(update.id.to_string())
             .bind(update.status.as_str())
             .bind(i64::from(update.attempt))
             .bind(stored_result(update))
-            .bind(update.error.clone())
-            .bind(now)
-            .bind(stage(update.status));
+            .bind(update.error.clone());
     }
     for _ in updates.len()..rows {
         query = query
@@ -314,9 +320,7 @@ pub async fn apply_many(
             .bind(None::<String>)
             .bind(None::<i64>)
             .bind(None::<String>)
-            .bind(None::<String>)
-            .bind(None::<i64>)
-            .bind(None::<i64>);
+            .bind(None::<String>);
     }
     let changed = query.fetch_all(&mut *conn).await?;
     changed

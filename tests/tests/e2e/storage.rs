@@ -335,6 +335,28 @@ async fn batches_of_every_size_up_to_the_largest_store_and_update_exactly_their_
         );
         let applied = apply_many_committed(&db, &reports).await;
         assert_eq!(applied, ids.iter().copied().collect());
+        // Within one attempt a report applies only if it is further along:
+        // `processing` < `queued` (a retry) < `succeeded`.
+        let (behind, ahead) = (Uuid::new_v4(), Uuid::new_v4());
+        let tasks = [(behind, TaskType::Echo), (ahead, TaskType::Echo)];
+        tasks_table::insert_many(&db, &tasks, Vec::new())
+            .await
+            .unwrap();
+        let first = [
+            report(behind, TaskStatus::Queued, 1),
+            report(ahead, TaskStatus::Processing, 1),
+        ];
+        apply_many_committed(&db, &first).await;
+        let second = [
+            report(behind, TaskStatus::Processing, 1),
+            report(ahead, TaskStatus::Queued, 1),
+        ];
+        let applied = apply_many_committed(&db, &second).await;
+        assert_eq!(applied, HashSet::from([ahead]));
+        for id in [behind, ahead] {
+            let task = tasks_table::select(&db, id).await.unwrap().unwrap();
+            assert_eq!((task.status, task.attempts), (TaskStatus::Queued, 1));
+        }
     })
     .await;
 }
