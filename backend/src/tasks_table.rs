@@ -62,13 +62,28 @@ pub enum UpdateOutcome {
 pub const MAX_INSERT_BATCH: usize = 64;
 
 /// The row counts the multi-row statements are built for: each count up to
-/// 8, then steps of about 1.5×. A batch runs as the next size up, padded with
+/// 8, then steps of 1.33× to 1.5×. A batch runs as the next size up, padded with
 /// rows of NULLs that insert and match nothing. Why: sqlx caches up to 100
 /// prepared statements per connection, and SQLite holds about 70 KiB for a
 /// prepared 128-row UPDATE; one statement per batch size (192 of them) held
 /// megabytes in the writer connection and, under load, evicted one another
 /// (BENCHMARKS.md).
 const BATCH_SIZES: [usize; 16] = [1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 48, 64, 96, 128];
+
+/// Whether `rows` is one of [`BATCH_SIZES`].
+const fn is_batch_size(rows: usize) -> bool {
+    let mut i = 0;
+    while i < BATCH_SIZES.len() {
+        if BATCH_SIZES[i] == rows {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+// A largest batch between two sizes would run as the smaller statement.
+const _: () = assert!(is_batch_size(MAX_INSERT_BATCH) && is_batch_size(MAX_UPDATE_BATCH));
 
 /// The statement for each of [`BATCH_SIZES`] up to `max`, built once by
 /// `build(rows)`; `for_rows(rows)` picks the one a batch of `rows` runs as.
@@ -159,9 +174,10 @@ const APPLY_MANY_COLUMNS: usize = 5;
 /// [`MAX_UPDATE_BATCH`]) in one statement: the same conditions, against a
 /// `VALUES` list whose rows without an id are padding ([`BATCH_SIZES`]);
 /// `$1` is the time; `RETURNING` names the rows it changed. The report's
-/// stage is worked out in SQL rather than bound: sqlx looks up each
-/// parameter's name by a scan of the statement's parameter list, so binding
-/// costs grow with the square of their number (BENCHMARKS.md).
+/// stage is worked out in SQL rather than bound: on SQLite, sqlx asks for
+/// each parameter's name, which SQLite finds by scanning the statement's
+/// list of names, so binding costs grow with the square of the parameter
+/// count (BENCHMARKS.md).
 fn apply_many_statement(rows: usize) -> (usize, &'static Statement) {
     static STATEMENTS: OnceLock<SizedStatements> = OnceLock::new();
     STATEMENTS
@@ -209,8 +225,8 @@ const DELETE_EXPIRED: Statement = Statement {
 /// Rows one clean-up statement deletes at most.
 pub const EXPIRY_CHUNK: i64 = 1_000;
 
-/// Where a status stands within one attempt: mirrors the CASE of
-/// [`APPLY_STATUS`].
+/// Where a status stands within one attempt: mirrors the CASEs of
+/// [`APPLY_STATUS`] and [`apply_many_statement`].
 fn stage(status: TaskStatus) -> i64 {
     match status {
         TaskStatus::Processing => 1,

@@ -316,7 +316,7 @@ async fn batches_of_every_size_up_to_the_largest_store_and_update_exactly_their_
             .fetch_one(db.writer())
             .await
             .unwrap();
-        assert_eq!(rows, 1 + 8 + 9 + 13 + 47 + 64, "the padding stored nothing");
+        assert_eq!(rows, 1 + 8 + 9 + 13 + 47 + 64, "every task stored once");
         // The largest batch of reports, half of them of tasks the table does not hold.
         let ids: Vec<Uuid> = (0..tasks_table::MAX_INSERT_BATCH)
             .map(|_| Uuid::new_v4())
@@ -336,27 +336,49 @@ async fn batches_of_every_size_up_to_the_largest_store_and_update_exactly_their_
         let applied = apply_many_committed(&db, &reports).await;
         assert_eq!(applied, ids.iter().copied().collect());
         // Within one attempt a report applies only if it is further along:
-        // `processing` < `queued` (a retry) < `succeeded`.
-        let (behind, ahead) = (Uuid::new_v4(), Uuid::new_v4());
-        let tasks = [(behind, TaskType::Echo), (ahead, TaskType::Echo)];
+        // `processing` < `queued` (a retry) < `succeeded`. Nine tasks, so
+        // that the batches are padded.
+        let ids: Vec<Uuid> = (0..9).map(|_| Uuid::new_v4()).collect();
+        let tasks: Vec<(Uuid, TaskType)> = ids.iter().map(|id| (*id, TaskType::Echo)).collect();
         tasks_table::insert_many(&db, &tasks, Vec::new())
             .await
             .unwrap();
-        let first = [
+        let (behind, ahead, running) = (ids[0], ids[1], &ids[2..]);
+        let mut first = vec![
             report(behind, TaskStatus::Queued, 1),
             report(ahead, TaskStatus::Processing, 1),
         ];
-        apply_many_committed(&db, &first).await;
-        let second = [
+        first.extend(
+            running
+                .iter()
+                .map(|id| report(*id, TaskStatus::Processing, 1)),
+        );
+        assert_eq!(apply_many_committed(&db, &first).await.len(), 9);
+        let mut second = vec![
             report(behind, TaskStatus::Processing, 1),
             report(ahead, TaskStatus::Queued, 1),
         ];
+        second.extend(
+            running
+                .iter()
+                .map(|id| report(*id, TaskStatus::Succeeded, 1)),
+        );
         let applied = apply_many_committed(&db, &second).await;
-        assert_eq!(applied, HashSet::from([ahead]));
+        assert_eq!(applied, ids[1..].iter().copied().collect());
         for id in [behind, ahead] {
             let task = tasks_table::select(&db, id).await.unwrap().unwrap();
             assert_eq!((task.status, task.attempts), (TaskStatus::Queued, 1));
         }
+        for id in running {
+            let task = tasks_table::select(&db, *id).await.unwrap().unwrap();
+            assert_eq!((task.status, task.attempts), (TaskStatus::Succeeded, 1));
+        }
+        // A finished task takes nothing more of the same attempt.
+        let third: Vec<StatusUpdate> = running
+            .iter()
+            .map(|id| report(*id, TaskStatus::Queued, 1))
+            .collect();
+        assert!(apply_many_committed(&db, &third).await.is_empty());
     })
     .await;
 }
