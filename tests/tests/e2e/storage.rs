@@ -344,25 +344,19 @@ async fn batches_of_every_size_up_to_the_largest_store_and_update_exactly_their_
             .await
             .unwrap();
         let (behind, ahead, running) = (ids[0], ids[1], &ids[2..]);
-        let mut first = vec![
-            report(behind, TaskStatus::Queued, 1),
-            report(ahead, TaskStatus::Processing, 1),
-        ];
-        first.extend(
-            running
-                .iter()
-                .map(|id| report(*id, TaskStatus::Processing, 1)),
-        );
+        // Attempt 1 of every task: `behind`, `ahead`, then the other seven.
+        let batch = |statuses: [TaskStatus; 3]| -> Vec<StatusUpdate> {
+            let mut batch = vec![
+                report(behind, statuses[0], 1),
+                report(ahead, statuses[1], 1),
+            ];
+            batch.extend(running.iter().map(|id| report(*id, statuses[2], 1)));
+            batch
+        };
+        use TaskStatus::*;
+        let first = batch([Queued, Processing, Processing]);
         assert_eq!(apply_many_committed(&db, &first).await.len(), 9);
-        let mut second = vec![
-            report(behind, TaskStatus::Processing, 1),
-            report(ahead, TaskStatus::Queued, 1),
-        ];
-        second.extend(
-            running
-                .iter()
-                .map(|id| report(*id, TaskStatus::Succeeded, 1)),
-        );
+        let second = batch([Processing, Queued, Succeeded]);
         let applied = apply_many_committed(&db, &second).await;
         assert_eq!(applied, ids[1..].iter().copied().collect());
         for id in [behind, ahead] {
