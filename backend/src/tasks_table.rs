@@ -62,12 +62,12 @@ pub enum UpdateOutcome {
 pub const MAX_INSERT_BATCH: usize = 64;
 
 /// The row counts the multi-row statements are built for: each count up to
-/// 8, then steps of 1.33× to 1.5×. A batch runs as the next size up, padded with
-/// rows of NULLs that insert and match nothing. Why: sqlx caches up to 100
-/// prepared statements per connection, and SQLite holds about 70 KiB for a
-/// prepared 128-row UPDATE; one statement per batch size (192 of them) held
-/// megabytes in the writer connection and, under load, evicted one another
-/// (BENCHMARKS.md).
+/// 8, then steps of 1.33× to 1.5×. A batch runs as the next size up, padded
+/// with rows of NULLs that insert and match nothing. Why: sqlx caches up to
+/// 100 prepared statements per connection, and SQLite holds about 70 KiB for
+/// a prepared 128-row UPDATE; one statement per batch size (192 of them)
+/// held megabytes in the writer connection and, under load, evicted one
+/// another (BENCHMARKS.md).
 const BATCH_SIZES: [usize; 16] = [1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 48, 64, 96, 128];
 
 /// Whether `rows` is one of [`BATCH_SIZES`].
