@@ -27,14 +27,26 @@ pub struct Upstream {
     pub name: &'static str,
     /// Base URL without a trailing slash.
     pub base_url: String,
+    /// `server.address` of the CLIENT spans: the base URL's host.
+    server_address: Option<String>,
+    /// `server.port` of the CLIENT spans: the base URL's port, if it names one.
+    server_port: Option<i64>,
 }
 
 impl Upstream {
     /// An upstream called `name` at `base_url`.
     pub fn new(name: &'static str, base_url: &str) -> Self {
+        let base_url = base_url.trim_end_matches('/').to_string();
+        // Read once here rather than from every request's URL.
+        let parsed = base_url.parse::<actix_web::http::Uri>().ok();
         Self {
             name,
-            base_url: base_url.trim_end_matches('/').to_string(),
+            server_address: parsed
+                .as_ref()
+                .and_then(|uri| uri.host())
+                .map(str::to_owned),
+            server_port: parsed.and_then(|uri| uri.port_u16()).map(i64::from),
+            base_url,
         }
     }
 }
@@ -147,20 +159,12 @@ async fn forward(
         http.request.method = method.as_str(),
         url.full = url.as_str(),
         url.template = template.as_deref().unwrap_or_default(),
-        server.address = Empty,
-        server.port = Empty,
+        server.address = upstream.server_address.as_deref(),
+        server.port = upstream.server_port,
         peer.service = upstream.name,
         http.response.status_code = Empty,
         error.type = Empty,
     );
-    if let Ok(parsed) = url.parse::<actix_web::http::Uri>() {
-        if let Some(host) = parsed.host() {
-            span.record("server.address", host);
-        }
-        if let Some(port) = parsed.port_u16() {
-            span.record("server.port", port as i64);
-        }
-    }
 
     let mut outgoing = client.request(method, &url).timeout(timeout);
     let connection_named = connection_tokens(req.headers());

@@ -62,6 +62,9 @@ async fn a_product_lookup_is_traced_from_the_gateway_into_the_catalog_actor() {
         .attr("url.full")
         .unwrap()
         .ends_with("/api/products/3"));
+    let upstream = reqwest::Url::parse(client.attr("url.full").unwrap()).unwrap();
+    assert_attr(client, "server.address", upstream.host_str().unwrap());
+    assert_attr(client, "server.port", &upstream.port().unwrap().to_string());
     assert_attr(client, "http.response.status_code", "200");
     let product_server = trace.find_kind(
         "product-service",
