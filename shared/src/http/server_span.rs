@@ -57,21 +57,25 @@ fn request_span(request: &ServiceRequest) -> Span {
         Some(route) => format!("{method} {route}"),
         None => method.to_string(),
     };
-    let connection = request.connection_info().clone();
+    let connection = request.connection_info();
     let (host, port) = split_host(connection.host());
+    let query = Some(request.query_string()).filter(|query| !query.is_empty());
     // Strings are given as `&str`, not `%` (Display): tracing-opentelemetry
-    // formats a Display value through `format!`, a str it only copies.
+    // formats a Display value through `format!`, a str it only copies. What is
+    // known now is given now (a `None` records nothing): each later `record`
+    // is another trip through every layer of the subscriber.
     let span = tracing::info_span!(
         "HTTP request",
         otel.name = name.as_str(),
         otel.kind = "server",
         http.request.method = method,
-        http.route = Empty,
+        // Only a matched route has a template; unmatched requests carry none.
+        http.route = route.as_deref(),
         url.path = request.path(),
-        url.query = Empty,
+        url.query = query,
         url.scheme = connection.scheme(),
         server.address = host,
-        server.port = Empty,
+        server.port = port,
         client.address = connection.realip_remote_addr().unwrap_or_default(),
         user_agent.original = request
             .headers()
@@ -82,16 +86,6 @@ fn request_span(request: &ServiceRequest) -> Span {
         http.response.status_code = Empty,
         error.type = Empty,
     );
-    // Only a matched route has a template; unmatched requests carry none.
-    if let Some(route) = &route {
-        span.record("http.route", route.as_str());
-    }
-    if !request.query_string().is_empty() {
-        span.record("url.query", request.query_string());
-    }
-    if let Some(port) = port {
-        span.record("server.port", port);
-    }
     if let Err(err) = span.set_parent(extract_context(request.headers())) {
         tracing::debug!(error = %err, "server span already started; parent not set");
     }
@@ -258,6 +252,8 @@ mod tests {
             ("url.path", "/items/7"),
             ("url.query", "fields=name"),
             ("url.scheme", "http"),
+            ("server.address", "localhost"),
+            ("server.port", "8080"),
             ("user_agent.original", "curl/8"),
             ("network.protocol.version", "1.1"),
             ("http.response.status_code", "200"),
