@@ -202,15 +202,21 @@ fn apply_many_statement(rows: usize) -> (usize, &'static Statement) {
                          FROM (VALUES {}) AS v \
                          WHERE tasks.id = v.column1 AND tasks.status NOT IN ('succeeded', 'failed') \
                          AND (tasks.attempts < v.column3 OR (tasks.attempts = v.column3 AND \
-                         (CASE tasks.status WHEN 'processing' THEN 1 WHEN 'queued' THEN 2 ELSE 3 END) < \
-                         (CASE v.column2 WHEN 'processing' THEN 1 WHEN 'queued' THEN 2 ELSE 3 END))) \
+                         {} < {})) \
                          RETURNING tasks.id",
-                        values.join(", ")
+                        values.join(", "),
+                        stage_sql("tasks.status"),
+                        stage_sql("v.column2"),
                     ),
                 )
             })
         })
         .for_rows(rows)
+}
+
+/// [`stage`] in SQL, of the status in `column`.
+fn stage_sql(column: &str) -> String {
+    format!("(CASE {column} WHEN 'processing' THEN 1 WHEN 'queued' THEN 2 ELSE 3 END)")
 }
 
 /// Deletes a bounded chunk of expired tasks, so that one clean-up never
@@ -225,8 +231,8 @@ const DELETE_EXPIRED: Statement = Statement {
 /// Rows one clean-up statement deletes at most.
 pub const EXPIRY_CHUNK: i64 = 1_000;
 
-/// Where a status stands within one attempt: mirrors the CASEs of
-/// [`APPLY_STATUS`] and [`apply_many_statement`].
+/// Where a status stands within one attempt: mirrors the CASE of
+/// [`APPLY_STATUS`] and [`stage_sql`].
 fn stage(status: TaskStatus) -> i64 {
     match status {
         TaskStatus::Processing => 1,
