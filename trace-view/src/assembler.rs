@@ -235,6 +235,7 @@ mod tests {
             name: "work".into(),
             kind: SpanKind::Internal,
             attributes: Default::default(),
+            int_attributes: Default::default(),
             events: Vec::new(),
             status_code: 0,
             status_message: String::new(),

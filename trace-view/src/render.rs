@@ -340,6 +340,7 @@ mod tests {
             name: name.into(),
             kind: SpanKind::Internal,
             attributes: [("task.id".to_string(), "42".to_string())].into(),
+            int_attributes: Default::default(),
             events: Vec::new(),
             status_code: 0,
             status_message: String::new(),

@@ -81,6 +81,8 @@ pub struct ReceivedSpan {
     pub kind: SpanKind,
     /// Attributes, as strings (ints and bools formatted).
     pub attributes: HashMap<String, String>,
+    /// The attributes that arrived as integers (also in `attributes`).
+    pub int_attributes: HashMap<String, i64>,
     /// Events.
     pub events: Vec<ReceivedEvent>,
     /// 0 unset, 1 ok, 2 error.
@@ -99,6 +101,12 @@ impl ReceivedSpan {
     /// An attribute's value, if present.
     pub fn attr(&self, key: &str) -> Option<&str> {
         self.attributes.get(key).map(String::as_str)
+    }
+
+    /// An attribute's value if it arrived as an integer (`None` for a
+    /// string, even one of digits).
+    pub fn int_attr(&self, key: &str) -> Option<i64> {
+        self.int_attributes.get(key).copied()
     }
 
     /// The first event named `name`.
@@ -155,6 +163,7 @@ pub fn flatten(request: ExportTraceServiceRequest) -> Vec<ReceivedSpan> {
                     name: span.name,
                     kind: SpanKind::from(span.kind),
                     attributes: attributes(&span.attributes),
+                    int_attributes: int_attributes(&span.attributes),
                     events: span
                         .events
                         .iter()
@@ -183,6 +192,17 @@ pub fn flatten(request: ExportTraceServiceRequest) -> Vec<ReceivedSpan> {
 fn attributes(kvs: &[KeyValue]) -> HashMap<String, String> {
     kvs.iter()
         .map(|kv| (kv.key.clone(), any_value(kv.value.as_ref())))
+        .collect()
+}
+
+fn int_attributes(kvs: &[KeyValue]) -> HashMap<String, i64> {
+    kvs.iter()
+        .filter_map(
+            |kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(Value::IntValue(i)) => Some((kv.key.clone(), *i)),
+                _ => None,
+            },
+        )
         .collect()
 }
 

@@ -24,6 +24,7 @@ use opentelemetry::trace::{SpanContext, TraceContextExt};
 use shared::{
     db::{Database, DbError},
     task::StatusUpdate,
+    telemetry::int_attribute,
     Traced,
 };
 use tokio::sync::oneshot;
@@ -187,13 +188,13 @@ impl TaskStore {
         let (db, retention) = (self.db.clone(), self.retention);
         let span = tracing::info_span!(
             "delete-expired-tasks",
-            task.retention_s = retention.as_secs(),
+            task.retention_s = int_attribute(retention.as_secs()),
             task.deleted = tracing::field::Empty
         );
         let work = async move {
             match tasks_table::delete_expired(&db, retention).await {
                 Ok(deleted) => {
-                    tracing::Span::current().record("task.deleted", deleted);
+                    tracing::Span::current().record("task.deleted", int_attribute(deleted));
                     if deleted > 0 {
                         tracing::info!(deleted, ?retention, "deleted tasks past their retention");
                     }
@@ -372,7 +373,7 @@ fn report_span(received: ReceivedReport) -> (StatusUpdate, tracing::Span) {
         "apply-status-update",
         task.id = %update.id,
         task.status = update.status.as_str(),
-        task.attempt = update.attempt,
+        task.attempt = int_attribute(update.attempt),
     );
     let elsewhere = report.context().span().span_context().span_id() != received_by.span_id();
     let (update, span) = report.into_parts(span);

@@ -27,6 +27,7 @@ use std::{
 use actix::{Actor, ActorFutureExt, Context, Handler, Message, ResponseActFuture, WrapFuture};
 use shared::{
     db::{Database, DbError},
+    telemetry::int_attribute,
     Traced,
 };
 use tracing::Instrument;
@@ -93,8 +94,8 @@ impl Handler<Traced<ListProducts>> for CatalogActor {
         let span = tracing::info_span!(
             "catalog-lookup",
             product.category = query.category.as_deref().unwrap_or_default(),
-            product.limit = query.limit,
-            product.offset = query.offset,
+            product.limit = int_attribute(query.limit),
+            product.offset = int_attribute(query.offset),
             product.total = tracing::field::Empty,
             product.cache = tracing::field::Empty,
         );
@@ -102,7 +103,7 @@ impl Handler<Traced<ListProducts>> for CatalogActor {
         let key = (query.category, query.limit, query.offset);
         if let Some(page) = self.pages.get(&key) {
             span.record("product.cache", "hit");
-            span.record("product.total", page.value().total);
+            span.record("product.total", int_attribute(page.value().total));
             return Box::pin(actix::fut::ready(Ok(page)));
         }
         span.record("product.cache", "miss");
@@ -110,7 +111,7 @@ impl Handler<Traced<ListProducts>> for CatalogActor {
         let (category, limit, offset) = key.clone();
         let read = async move {
             let page = products_table::list(&db, category, limit, offset).await?;
-            tracing::Span::current().record("product.total", page.total);
+            tracing::Span::current().record("product.total", int_attribute(page.total));
             Ok(Arc::new(Rendered::new(page)))
         }
         .instrument(span);
@@ -129,7 +130,7 @@ impl Handler<Traced<GetProduct>> for CatalogActor {
     fn handle(&mut self, msg: Traced<GetProduct>, _: &mut Self::Context) -> Self::Result {
         let span = tracing::info_span!(
             "catalog-lookup",
-            product.id = msg.message().0,
+            product.id = int_attribute(msg.message().0),
             product.found = tracing::field::Empty,
             product.cache = tracing::field::Empty,
         );

@@ -449,6 +449,8 @@ fn the_tasks_statements_are_client_spans(
             .by_id(&apply.parent_span_id)
             .expect("parent of apply-status-update");
         assert_eq!(reporter.name, "report-status");
+        assert_eq!(apply.int_attr("task.attempt"), Some(1));
+        assert_eq!(reporter.int_attr("task.attempt"), Some(1));
         assert_attr(update, "db.operation.name", "UPDATE");
     }
     let commit = trace.find("backend-service", "COMMIT");
@@ -486,7 +488,12 @@ async fn a_product_lookup_is_a_select_under_catalog_lookup(platform: &Platform, 
         .await;
     let select = products.find("product-service", "SELECT products");
     assert_kind(select, SpanKind::Client);
-    products.assert_child_of(select, products.find("product-service", "catalog-lookup"));
+    let lookup = products.find("product-service", "catalog-lookup");
+    products.assert_child_of(select, lookup);
+    // Integers in the trace, not strings of digits.
+    assert_eq!(lookup.int_attr("product.limit"), Some(2));
+    assert_eq!(lookup.int_attr("product.offset"), Some(0));
+    assert_eq!(lookup.int_attr("product.total"), Some(5));
     assert_attr(select, "db.system.name", system);
     assert_attr(select, "db.collection.name", "products");
     assert!(select

@@ -43,10 +43,11 @@ async fn a_task_failing_twice_succeeds_on_the_third_attempt_each_attempt_its_own
         })
         .await;
     let mut attempts = trace.find_all("worker-service", "process-task");
-    attempts.sort_by_key(|s| s.attr("task.attempt").map(str::to_string));
+    attempts.sort_by_key(|s| s.int_attr("task.attempt"));
     for (i, span) in attempts.iter().enumerate() {
         let n = (i + 1).to_string();
-        assert_eq!(span.attr("task.attempt"), Some(n.as_str()));
+        // An integer in the trace, not a string of digits.
+        assert_eq!(span.int_attr("task.attempt"), Some(i as i64 + 1));
         assert_eq!(span.attr("task.id"), Some(id));
         let consumer = trace.by_id(&span.parent_span_id).expect("consumer span");
         assert_eq!(consumer.name, "process task_queue");
@@ -70,7 +71,7 @@ async fn a_task_failing_twice_succeeds_on_the_third_attempt_each_attempt_its_own
         assert_eq!(exception.attributes["exception.type"], "InjectedFailure");
         assert!(exception.attributes["exception.message"].contains("injected failure"));
         let retry = failed.event("retry-attempt").expect("retry-attempt event");
-        let next: u32 = failed.attr("task.attempt").unwrap().parse::<u32>().unwrap() + 1;
+        let next = failed.int_attr("task.attempt").unwrap() + 1;
         assert_eq!(retry.attributes["attempt"], next.to_string());
     }
     assert!(!attempts[2].is_error());

@@ -19,6 +19,7 @@ use opentelemetry::trace::TraceContextExt;
 use shared::{
     amqp::{Publish, QueuePublisher},
     task::{StatusReport, StatusUpdate},
+    telemetry::int_attribute,
     Traced,
 };
 use tokio::sync::oneshot;
@@ -138,7 +139,7 @@ impl Handler<Traced<ReportStatus>> for StatusReporter {
             "report-status",
             task.id = %update.id,
             task.status = update.status.as_str(),
-            task.attempt = update.attempt,
+            task.attempt = int_attribute(update.attempt),
         );
         let (ReportStatus(update), span) = msg.into_parts(span);
         let report = StatusReport::new(update, &span.context());

@@ -50,6 +50,7 @@ use shared::{
         self, current_trace_exemplar, ReasonLabel, TaskOutcome, TaskOutcomeLabels, WorkerMetrics,
     },
     task::{DeadLetterKind, StatusUpdate, TaskMessage, TaskStatus, TaskType, ATTEMPT_HEADER},
+    telemetry::int_attribute,
     TracedSend,
 };
 use tokio::sync::watch;
@@ -401,7 +402,7 @@ async fn process(delivery: Delivery, handling: TaskHandling) -> Settlement {
                 "process-task",
                 task.id = %task.id,
                 task.type = %task.kind,
-                task.attempt = attempt,
+                task.attempt = int_attribute(attempt),
             );
             async {
                 let (id, task_type) = (task.id, task.kind);

@@ -8,6 +8,7 @@ use actix::{Actor, Context, Handler, Message, ResponseFuture};
 use serde_json::Value;
 use shared::{
     task::{injected_failures, InvalidTask, TaskMessage, TaskSpec},
+    telemetry::int_attribute,
     Traced,
 };
 use tracing::Instrument;
@@ -79,7 +80,7 @@ impl Handler<Traced<ExecuteTask>> for TaskExecutor {
             "execute-task",
             task.id = %task.id,
             task.type = %task.kind,
-            task.attempt = msg.message().attempt,
+            task.attempt = int_attribute(msg.message().attempt),
         );
         let (ExecuteTask { task, attempt }, span) = msg.into_parts(span);
         Box::pin(async move { run(task, attempt).await }.instrument(span))
