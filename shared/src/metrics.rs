@@ -34,7 +34,7 @@ pub fn trace_exemplar_of(span: &tracing::Span) -> Option<TraceExemplar> {
     let span = context.span();
     let span_context = span.span_context();
     (span_context.is_valid() && span_context.is_sampled()).then(|| TraceExemplar {
-        trace_id: span_context.trace_id().to_string(),
+        trace_id: crate::telemetry::w3c::trace_id_hex(span_context.trace_id()),
     })
 }
 

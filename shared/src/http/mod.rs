@@ -7,7 +7,6 @@ mod error;
 pub mod metrics;
 pub mod propagation;
 mod server_span;
-mod trace_response;
 
 use std::sync::Arc;
 
@@ -19,7 +18,6 @@ use metrics::{metrics_endpoint, HttpMetrics, MetricsRegistry};
 pub use body::{read_body, read_json, MAX_BODY_BYTES};
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail};
 pub use server_span::server_span;
-pub use trace_response::{trace_response, traceresponse_value};
 
 /// Liveness path of every service.
 pub const HEALTH_PATH: &str = "/health";
@@ -136,8 +134,8 @@ impl Observability {
         (observability, extra)
     }
 
-    /// A new app with the platform's middleware (the SERVER span outermost,
-    /// then `traceresponse`, then the duration metrics), `/health`,
+    /// A new app with the platform's middleware (the SERVER span and its
+    /// `traceresponse` outermost, then the duration metrics), `/health`,
     /// `/metrics`, JSON extractor errors and the JSON 404. Services add their
     /// own routes and data to it.
     pub fn app(
@@ -154,7 +152,6 @@ impl Observability {
         let shared = self.clone();
         actix_web::App::new()
             .wrap(actix_web::middleware::from_fn(metrics::record_http_metrics))
-            .wrap(actix_web::middleware::from_fn(trace_response))
             .wrap(actix_web::middleware::from_fn(server_span))
             .configure(move |cfg| shared.configure(cfg))
             .default_service(web::to(not_found))

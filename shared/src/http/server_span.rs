@@ -1,6 +1,8 @@
 //! The SERVER span for each request, named and attributed as the current
 //! OpenTelemetry HTTP semantic conventions say (`http.request.method`,
-//! `http.route`, `http.response.status_code`, ...).
+//! `http.route`, `http.response.status_code`, ...), and the W3C
+//! `traceresponse` header (`00-<trace-id>-<span-id>-<flags>`) naming it, so
+//! a client can find the trace of any response it got.
 //!
 //! A middleware of our own rather than tracing-actix-web's `TracingLogger`:
 //! that crate's releases trail OpenTelemetry's (it would hold every
@@ -16,25 +18,34 @@ use std::{
 use actix_web::{
     body::{BodySize, MessageBody},
     dev::{ServiceRequest, ServiceResponse},
+    http::header::{HeaderName, HeaderValue},
     middleware::Next,
     web::Bytes,
     Error,
 };
-use opentelemetry::trace::Status;
+use opentelemetry::trace::{Status, TraceContextExt};
 use tracing::{field::Empty, Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::propagation::extract_context;
+use crate::telemetry::w3c;
+
+/// The response header naming the SERVER span (W3C Trace Context Level 2).
+const TRACERESPONSE: HeaderName = HeaderName::from_static("traceresponse");
 
 /// Middleware (`middleware::from_fn(server_span)`, outermost): each request
 /// runs inside its SERVER span, which continues the caller's trace from
 /// `traceparent`, records the response status and stays open until the
-/// response body has been sent.
+/// response body has been sent; the response carries `traceresponse`.
 pub async fn server_span(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let span = request_span(&req);
+    // Read here, once: the ids are fixed from the span's start. (None for
+    // the operational paths, whose span is `Span::none()`.)
+    let traceresponse = w3c::header_value(span.context().span().span_context())
+        .and_then(|value| HeaderValue::try_from(value).ok());
     // Entered while the inner services are called too, not only polled: their
     // synchronous start already belongs to the request.
     let outcome = span
@@ -42,7 +53,12 @@ pub async fn server_span(
         .instrument(span.clone())
         .await;
     record_outcome(&span, &outcome);
-    outcome.map(|response| response.map_body(|_, body| SpannedBody { body, span }))
+    outcome.map(|mut response| {
+        if let Some(value) = traceresponse {
+            response.headers_mut().insert(TRACERESPONSE, value);
+        }
+        response.map_body(|_, body| SpannedBody { body, span })
+    })
 }
 
 /// The SERVER span for `request` (`Span::none()` for operational paths).
@@ -187,8 +203,16 @@ mod tests {
     /// Sends `requests` through `server_span` to a small app and returns the
     /// finished spans.
     fn spans_of(requests: Vec<actix_test::TestRequest>) -> Vec<SpanData> {
+        spans_and_traceresponses_of(requests).0
+    }
+
+    /// [`spans_of`], and each response's `traceresponse` header.
+    fn spans_and_traceresponses_of(
+        requests: Vec<actix_test::TestRequest>,
+    ) -> (Vec<SpanData>, Vec<Option<String>>) {
         crate::telemetry::install_propagator();
-        record_spans(|| {
+        let mut traceresponses = Vec::new();
+        let spans = record_spans(|| {
             actix_web::rt::System::new().block_on(async {
                 let app = actix_test::init_service(
                     App::new()
@@ -222,17 +246,28 @@ mod tests {
                 .await;
                 for request in requests {
                     let response = actix_test::call_service(&app, request.to_request()).await;
+                    traceresponses.push(
+                        response
+                            .headers()
+                            .get("traceresponse")
+                            .map(|v| v.to_str().unwrap().to_string()),
+                    );
                     actix_test::read_body(response).await;
                 }
             })
-        })
+        });
+        (spans, traceresponses)
     }
 
     fn attr(span: &SpanData, key: &str) -> Option<String> {
+        value(span, key).map(|value| value.to_string())
+    }
+
+    fn value(span: &SpanData, key: &str) -> Option<opentelemetry::Value> {
         span.attributes
             .iter()
             .find(|kv| kv.key.as_str() == key)
-            .map(|kv| kv.value.to_string())
+            .map(|kv| kv.value.clone())
     }
 
     #[test]
@@ -260,12 +295,49 @@ mod tests {
         ] {
             assert_eq!(attr(server, key).as_deref(), Some(value), "{key}");
         }
+        // Integers, as the conventions say, not strings of digits.
+        assert_eq!(value(server, "server.port"), Some(8080_i64.into()));
+        assert_eq!(
+            value(server, "http.response.status_code"),
+            Some(200_i64.into())
+        );
         assert_eq!(attr(server, "error.type"), None);
         assert_eq!(server.status, Status::Unset);
 
         // The handler ran inside the SERVER span.
         let handler = span_named(&spans, "load-item");
         assert_eq!(handler.parent_span_id, server.span_context.span_id());
+    }
+
+    #[test]
+    fn every_traced_response_names_its_server_span_in_traceresponse() {
+        let (spans, traceresponses) = spans_and_traceresponses_of(vec![
+            actix_test::TestRequest::get()
+                .uri("/items/7")
+                .insert_header(("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))),
+            actix_test::TestRequest::get().uri("/broken"),
+            actix_test::TestRequest::get().uri(crate::http::HEALTH_PATH),
+        ]);
+        let item = span_named(&spans, "GET /items/{id}");
+        assert_eq!(
+            traceresponses[0].as_deref(),
+            Some(format!("00-{CALLER_TRACE}-{}-01", item.span_context.span_id()).as_str())
+        );
+        // A new trace for a caller without one, errors included.
+        let broken = span_named(&spans, "GET /broken");
+        assert_eq!(
+            traceresponses[1].as_deref(),
+            Some(
+                format!(
+                    "00-{}-{}-01",
+                    broken.span_context.trace_id(),
+                    broken.span_context.span_id()
+                )
+                .as_str()
+            )
+        );
+        // Health checks are not traced, so they name no span.
+        assert_eq!(traceresponses[2], None);
     }
 
     #[test]

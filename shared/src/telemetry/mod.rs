@@ -8,6 +8,7 @@
 
 mod exporter;
 mod log_format;
+pub mod w3c;
 
 use opentelemetry::{global, trace::TracerProvider as _, KeyValue};
 use opentelemetry_sdk::{

@@ -1,0 +1,108 @@
+//! Trace and span ids written the way W3C Trace Context writes them:
+//! lowercase hex, `00-<trace-id>-<span-id>-<flags>` for a whole context.
+//!
+//! Every traced request writes its ids twice (the `traceresponse` header and
+//! its metrics exemplar). Through `format!` and the ids' `Display` (a `u128`
+//! padded to 32 hex digits) that cost a few thousand instructions per
+//! request, a few per cent of a cheap one (BENCHMARKS.md); a table lookup per
+//! byte costs a few hundred.
+
+use opentelemetry::trace::{SpanContext, TraceId};
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    for byte in bytes {
+        out.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
+    }
+}
+
+/// `trace_id` as 32 lowercase hex digits (as Jaeger's URLs and the W3C
+/// headers write it).
+pub fn trace_id_hex(trace_id: TraceId) -> String {
+    let mut out = String::with_capacity(32);
+    push_hex(&mut out, &trace_id.to_bytes());
+    out
+}
+
+/// The `traceparent` / `traceresponse` value naming `span_context`
+/// (`00-<trace-id>-<span-id>-<flags>`), `None` for an invalid context.
+pub fn header_value(span_context: &SpanContext) -> Option<String> {
+    if !span_context.is_valid() {
+        return None;
+    }
+    let mut out = String::with_capacity(55);
+    out.push_str("00-");
+    push_hex(&mut out, &span_context.trace_id().to_bytes());
+    out.push('-');
+    push_hex(&mut out, &span_context.span_id().to_bytes());
+    out.push('-');
+    push_hex(&mut out, &[span_context.trace_flags().to_u8()]);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{SpanId, TraceFlags, TraceState};
+
+    fn context(trace: u128, span: u64, flags: TraceFlags) -> SpanContext {
+        SpanContext::new(
+            TraceId::from(trace),
+            SpanId::from(span),
+            flags,
+            true,
+            TraceState::NONE,
+        )
+    }
+
+    #[test]
+    fn ids_are_written_as_the_sdks_display_writes_them() {
+        for (trace, span) in [
+            (1, 1),
+            (0x0af7651916cd43dd8448eb211c80319c, 0xb7ad6b7169203331),
+            (u128::MAX, u64::MAX),
+            (0x00ff_0000_0000_0000_0000_0000_0000_00a0, 0x0f),
+        ] {
+            for flags in [TraceFlags::SAMPLED, TraceFlags::NOT_SAMPLED] {
+                let context = context(trace, span, flags);
+                assert_eq!(
+                    header_value(&context).as_deref(),
+                    Some(
+                        format!(
+                            "00-{}-{}-{:02x}",
+                            context.trace_id(),
+                            context.span_id(),
+                            flags.to_u8()
+                        )
+                        .as_str()
+                    )
+                );
+                assert_eq!(
+                    trace_id_hex(context.trace_id()),
+                    context.trace_id().to_string()
+                );
+            }
+        }
+        assert_eq!(
+            header_value(&context(
+                0x0af7651916cd43dd8448eb211c80319c,
+                0xb7ad6b7169203331,
+                TraceFlags::SAMPLED
+            ))
+            .as_deref(),
+            Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        );
+    }
+
+    #[test]
+    fn an_invalid_context_has_no_header() {
+        assert_eq!(header_value(&SpanContext::empty_context()), None);
+        assert_eq!(
+            header_value(&context(0, 1, TraceFlags::SAMPLED)),
+            None,
+            "all-zero trace id"
+        );
+    }
+}
