@@ -10,7 +10,7 @@ use std::time::Duration;
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use awc::error::SendRequestError;
 use opentelemetry::trace::Status;
-use shared::http::{propagation::inject_context, read_body, ApiError, ErrorCode};
+use shared::http::{propagation::inject_context, read_body, span_name, ApiError, ErrorCode};
 use tracing::{field::Empty, Instrument};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -145,13 +145,12 @@ async fn forward(
         .path_and_query()
         .map(|pq| pq.as_str())
         .unwrap_or("/");
-    let url = format!("{}{}", upstream.base_url, path_and_query);
+    let mut url = String::with_capacity(upstream.base_url.len() + path_and_query.len());
+    url.push_str(&upstream.base_url);
+    url.push_str(path_and_query);
     let method = req.method().clone();
     let template = req.match_pattern();
-    let name = match &template {
-        Some(template) => format!("{method} {template}"),
-        None => method.to_string(),
-    };
+    let name = span_name(method.as_str(), template.as_deref());
     let span = tracing::info_span!(
         "HTTP client request",
         otel.name = name.as_str(),
@@ -176,7 +175,7 @@ async fn forward(
     // The upstream's parent is our CLIENT span, not the caller's span.
     inject_context(&span.context(), outgoing.headers_mut());
     for (name, value) in forwarding_headers(&req) {
-        outgoing = outgoing.insert_header((name, value));
+        outgoing.headers_mut().insert(name, value);
     }
 
     let result = relay(upstream, timeout, outgoing, body)
@@ -270,26 +269,37 @@ fn is_forwarding(name: &header::HeaderName) -> bool {
 
 /// `X-Forwarded-For` (the caller's chain with its peer appended),
 /// `X-Forwarded-Proto` and `X-Forwarded-Host` as the gateway received them.
-fn forwarding_headers(req: &HttpRequest) -> Vec<(&'static str, String)> {
+fn forwarding_headers(req: &HttpRequest) -> Vec<(header::HeaderName, header::HeaderValue)> {
     let mut headers = Vec::with_capacity(3);
-    let earlier: Vec<&str> = req
-        .headers()
-        .get_all("x-forwarded-for")
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    let peer = req.peer_addr().map(|peer| peer.ip().to_string());
-    let chain: Vec<&str> = earlier.iter().copied().chain(peer.as_deref()).collect();
-    if !chain.is_empty() {
-        headers.push(("x-forwarded-for", chain.join(", ")));
-    }
+    // The connection info is already worked out (the SERVER span read it),
+    // its peer address already written as text.
     let info = req.connection_info();
-    headers.push(("x-forwarded-proto", info.scheme().to_string()));
+    let mut chain = String::new();
+    let earlier = req
+        .headers()
+        .get_all(header::X_FORWARDED_FOR)
+        .filter_map(|v| v.to_str().ok());
+    for hop in earlier.chain(info.peer_addr()) {
+        if !chain.is_empty() {
+            chain.push_str(", ");
+        }
+        chain.push_str(hop);
+    }
+    let mut push = |name, value: &str| {
+        if let Ok(value) = header::HeaderValue::from_str(value) {
+            headers.push((name, value));
+        }
+    };
+    if !chain.is_empty() {
+        push(header::X_FORWARDED_FOR, &chain);
+    }
+    push(header::X_FORWARDED_PROTO, info.scheme());
     if let Some(host) = req
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
     {
-        headers.push(("x-forwarded-host", host.to_string()));
+        push(header::X_FORWARDED_HOST, host);
     }
     headers
 }

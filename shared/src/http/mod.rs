@@ -17,7 +17,7 @@ use metrics::{metrics_endpoint, HttpMetrics, MetricsRegistry};
 
 pub use body::{read_body, read_json, MAX_BODY_BYTES};
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail};
-pub use server_span::server_span;
+pub use server_span::{server_span, span_name};
 
 /// Liveness path of every service.
 pub const HEALTH_PATH: &str = "/health";

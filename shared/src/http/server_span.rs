@@ -68,11 +68,7 @@ fn request_span(request: &ServiceRequest) -> Span {
     }
     let method = request.method().as_str();
     let route = request.match_pattern();
-    // Without a matched route the name is the method alone (low cardinality).
-    let name = match &route {
-        Some(route) => format!("{method} {route}"),
-        None => method.to_string(),
-    };
+    let name = span_name(method, route.as_deref());
     let connection = request.connection_info();
     let (host, port) = split_host(connection.host());
     let query = Some(request.query_string()).filter(|query| !query.is_empty());
@@ -106,6 +102,22 @@ fn request_span(request: &ServiceRequest) -> Span {
         tracing::debug!(error = %err, "server span already started; parent not set");
     }
     span
+}
+
+/// The name of an HTTP SERVER or CLIENT span: `{method} {route}`, or the
+/// method alone when no route matched (a raw path would make names of
+/// unbounded cardinality).
+pub fn span_name(method: &str, route: Option<&str>) -> String {
+    match route {
+        Some(route) => {
+            let mut name = String::with_capacity(method.len() + 1 + route.len());
+            name.push_str(method);
+            name.push(' ');
+            name.push_str(route);
+            name
+        }
+        None => method.to_owned(),
+    }
 }
 
 /// Records the response status on the span, and an error status for a 5xx.
