@@ -23,7 +23,7 @@ use actix::{
 use opentelemetry::trace::{SpanContext, TraceContextExt};
 use shared::{
     db::{Database, DbError},
-    task::StatusUpdate,
+    task::{StatusUpdate, TaskIdText},
     telemetry::int_attribute,
     Traced,
 };
@@ -220,7 +220,10 @@ impl Handler<Traced<InsertTask>> for TaskStore {
     type Result = ResponseFuture<Result<(), StoreError>>;
 
     fn handle(&mut self, msg: Traced<InsertTask>, ctx: &mut Self::Context) -> Self::Result {
-        let span = tracing::info_span!("store-task", task.id = %msg.message().id);
+        let span = tracing::info_span!(
+            "store-task",
+            task.id = TaskIdText::new(msg.message().id).as_str()
+        );
         let (InsertTask { id, kind }, span) = msg.into_parts(span);
         let (done, stored) = oneshot::channel();
         self.waiting.push(PendingInsert {
@@ -239,7 +242,10 @@ impl Handler<Traced<RemoveTask>> for TaskStore {
     type Result = ResponseFuture<Result<(), StoreError>>;
 
     fn handle(&mut self, msg: Traced<RemoveTask>, _: &mut Self::Context) -> Self::Result {
-        let span = tracing::info_span!("remove-task", task.id = %msg.message().0);
+        let span = tracing::info_span!(
+            "remove-task",
+            task.id = TaskIdText::new(msg.message().0).as_str()
+        );
         let (RemoveTask(id), span) = msg.into_parts(span);
         let db = self.db.clone();
         Box::pin(async move { Ok(tasks_table::delete(&db, id).await?) }.instrument(span))
@@ -250,7 +256,10 @@ impl Handler<Traced<GetTask>> for TaskStore {
     type Result = ResponseFuture<Result<Option<TaskRecord>, StoreError>>;
 
     fn handle(&mut self, msg: Traced<GetTask>, _: &mut Self::Context) -> Self::Result {
-        let span = tracing::info_span!("get-task", task.id = %msg.message().0);
+        let span = tracing::info_span!(
+            "get-task",
+            task.id = TaskIdText::new(msg.message().0).as_str()
+        );
         let (GetTask(id), span) = msg.into_parts(span);
         let db = self.db.clone();
         Box::pin(async move { Ok(tasks_table::select(&db, id).await?) }.instrument(span))
@@ -371,7 +380,7 @@ fn report_span(received: ReceivedReport) -> (StatusUpdate, tracing::Span) {
     let update = report.message();
     let span = tracing::info_span!(
         "apply-status-update",
-        task.id = %update.id,
+        task.id = TaskIdText::new(update.id).as_str(),
         task.status = update.status.as_str(),
         task.attempt = int_attribute(update.attempt),
     );

@@ -8,7 +8,7 @@ use shared::{
     amqp::{Publish, PublishError},
     http::{only, read_json, ApiError, ErrorBody, ErrorCode},
     metrics,
-    task::{InvalidTask, TaskMessage, TaskRequest, TaskStatus, ATTEMPT_HEADER},
+    task::{InvalidTask, TaskIdText, TaskMessage, TaskRequest, TaskStatus, ATTEMPT_HEADER},
     TracedSend,
 };
 use tracing::Instrument;
@@ -128,7 +128,11 @@ async fn create_task(
     let body = read_json(&req, body).await?;
     let request = TaskRequest::from_json(&body).map_err(refused)?;
     let id = Uuid::new_v4();
-    let span = tracing::info_span!("create-task", task.id = %id, task.type = %request.kind);
+    let span = tracing::info_span!(
+        "create-task",
+        task.id = TaskIdText::new(id).as_str(),
+        task.type = request.kind.as_str()
+    );
     let trace_id = span.context().span().span_context().trace_id().to_string();
 
     let queued = enqueue(&state, id, request).instrument(span.clone()).await;

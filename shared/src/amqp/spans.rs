@@ -12,7 +12,7 @@ use super::{propagation::extract_context, MESSAGING_SYSTEM};
 /// The PRODUCER span `send <queue>` of one message (its context is what the
 /// headers carry).
 pub(super) fn producer_span(queue: &str, message_id: &str, body_size: usize) -> Span {
-    let name = format!("send {queue}");
+    let name = ["send ", queue].concat();
     tracing::info_span!(
         "send",
         otel.name = name.as_str(),
@@ -38,7 +38,7 @@ pub fn process_span(delivery: &Delivery, queue: &str) -> Span {
         .as_ref()
         .map(|id| id.as_str())
         .unwrap_or_default();
-    let name = format!("process {queue}");
+    let name = ["process ", queue].concat();
     let span = tracing::info_span!(
         "process",
         otel.name = name.as_str(),

@@ -44,7 +44,7 @@ impl Statement {
         if self.collection.is_empty() {
             self.operation.to_string()
         } else {
-            format!("{} {}", self.operation, self.collection)
+            [self.operation, self.collection].join(" ")
         }
     }
 }
@@ -138,10 +138,10 @@ impl Database {
         let target = &self.inner.target;
         let span = tracing::info_span!(
             "db",
-            otel.name = %statement.span_name(),
+            otel.name = statement.span_name().as_str(),
             otel.kind = "client",
             db.system.name = target.system.as_str(),
-            db.namespace = %target.namespace,
+            db.namespace = target.namespace.as_str(),
             db.operation.name = statement.operation,
             db.collection.name = Empty,
             db.query.text = statement.text,

@@ -13,6 +13,29 @@ mod schema;
 
 pub use kinds::{Cancelled, Kind, TaskSpec, TaskType, HASH_MAX_ROUNDS, SLEEP_MAX_MS};
 
+/// A task id as text, for a span field: `task.id = TaskIdText::new(id).as_str()`.
+///
+/// Span fields take it as `&str` rather than `%id`: tracing-opentelemetry
+/// runs a `Display` field through `format!`, and each task passes through
+/// four or five spans in every service that handles it.
+#[derive(Clone, Copy)]
+pub struct TaskIdText([u8; uuid::fmt::Hyphenated::LENGTH]);
+
+impl TaskIdText {
+    /// `id` in its usual form (lowercase, hyphenated).
+    pub fn new(id: Uuid) -> Self {
+        let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+        id.hyphenated().encode_lower(&mut text);
+        Self(text)
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Hex digits and hyphens only: always UTF-8.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
 /// Largest `payload.fail_times` (fault injection) accepted.
 pub const MAX_FAIL_TIMES: u64 = 100;
 /// AMQP header carrying the 1-based attempt number of a task message.
@@ -290,6 +313,13 @@ impl StatusReport {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_task_ids_text_is_its_usual_form() {
+        for id in [Uuid::nil(), Uuid::max(), Uuid::new_v4()] {
+            assert_eq!(TaskIdText::new(id).as_str(), id.to_string());
+        }
+    }
 
     #[test]
     fn requests_are_refused_for_what_is_wrong_with_them() {

@@ -18,7 +18,7 @@ use actix::{
 use opentelemetry::trace::TraceContextExt;
 use shared::{
     amqp::{Publish, QueuePublisher},
-    task::{StatusReport, StatusUpdate},
+    task::{StatusReport, StatusUpdate, TaskIdText},
     telemetry::int_attribute,
     Traced,
 };
@@ -137,7 +137,7 @@ impl Handler<Traced<ReportStatus>> for StatusReporter {
         let update = &msg.message().0;
         let span = tracing::info_span!(
             "report-status",
-            task.id = %update.id,
+            task.id = TaskIdText::new(update.id).as_str(),
             task.status = update.status.as_str(),
             task.attempt = int_attribute(update.attempt),
         );

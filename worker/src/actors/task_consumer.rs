@@ -49,7 +49,9 @@ use shared::{
     metrics::{
         self, current_trace_exemplar, ReasonLabel, TaskOutcome, TaskOutcomeLabels, WorkerMetrics,
     },
-    task::{DeadLetterKind, StatusUpdate, TaskMessage, TaskStatus, TaskType, ATTEMPT_HEADER},
+    task::{
+        DeadLetterKind, StatusUpdate, TaskIdText, TaskMessage, TaskStatus, TaskType, ATTEMPT_HEADER,
+    },
     telemetry::int_attribute,
     TracedSend,
 };
@@ -400,8 +402,8 @@ async fn process(delivery: Delivery, handling: TaskHandling) -> Settlement {
             consumer_span.set_attribute("task.id", task.id.to_string());
             let span = tracing::info_span!(
                 "process-task",
-                task.id = %task.id,
-                task.type = %task.kind,
+                task.id = TaskIdText::new(task.id).as_str(),
+                task.type = task.kind.as_str(),
                 task.attempt = int_attribute(attempt),
             );
             async {

@@ -7,7 +7,7 @@
 use actix::{Actor, Context, Handler, Message, ResponseFuture};
 use serde_json::Value;
 use shared::{
-    task::{injected_failures, InvalidTask, TaskMessage, TaskSpec},
+    task::{injected_failures, InvalidTask, TaskIdText, TaskMessage, TaskSpec},
     telemetry::int_attribute,
     Traced,
 };
@@ -78,8 +78,8 @@ impl Handler<Traced<ExecuteTask>> for TaskExecutor {
         let task = &msg.message().task;
         let span = tracing::info_span!(
             "execute-task",
-            task.id = %task.id,
-            task.type = %task.kind,
+            task.id = TaskIdText::new(task.id).as_str(),
+            task.type = task.kind.as_str(),
             task.attempt = int_attribute(msg.message().attempt),
         );
         let (ExecuteTask { task, attempt }, span) = msg.into_parts(span);
