@@ -9,6 +9,7 @@ use shared::{
     http::{only, read_json, ApiError, ErrorBody, ErrorCode},
     metrics,
     task::{InvalidTask, TaskIdText, TaskMessage, TaskRequest, TaskStatus, ATTEMPT_HEADER},
+    telemetry::w3c,
     TracedSend,
 };
 use tracing::Instrument;
@@ -133,7 +134,7 @@ async fn create_task(
         task.id = TaskIdText::new(id).as_str(),
         task.type = request.kind.as_str()
     );
-    let trace_id = span.context().span().span_context().trace_id().to_string();
+    let trace_id = w3c::trace_id_hex(span.context().span().span_context().trace_id());
 
     let queued = enqueue(&state, id, request).instrument(span.clone()).await;
     if let Err(err) = queued {

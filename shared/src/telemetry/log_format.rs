@@ -161,8 +161,12 @@ fn otel_ids(id: &tracing::span::Id) -> Option<(String, String)> {
     let cx = tracing_opentelemetry::get_otel_context(id, &dispatch)?;
     let span = cx.span();
     let sc = span.span_context();
-    sc.is_valid()
-        .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
+    sc.is_valid().then(|| {
+        (
+            super::w3c::trace_id_hex(sc.trace_id()),
+            super::w3c::span_id_hex(sc.span_id()),
+        )
+    })
 }
 
 #[derive(Default)]

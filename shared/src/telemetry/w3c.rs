@@ -1,13 +1,14 @@
 //! Trace and span ids written the way W3C Trace Context writes them:
 //! lowercase hex, `00-<trace-id>-<span-id>-<flags>` for a whole context.
 //!
-//! Every traced request writes its ids twice (the `traceresponse` header and
-//! its metrics exemplar). Through `format!` and the ids' `Display` (a `u128`
+//! Every traced request writes its ids at least twice (the `traceresponse`
+//! header and its metrics exemplar; a POST also into its body, a JSON log
+//! line into its fields). Through `format!` and the ids' `Display` (a `u128`
 //! padded to 32 hex digits) that cost a few thousand instructions per
 //! request, a few per cent of a cheap one (BENCHMARKS.md); a table lookup per
 //! byte costs a few hundred.
 
-use opentelemetry::trace::{SpanContext, TraceId};
+use opentelemetry::trace::{SpanContext, SpanId, TraceId};
 
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
@@ -23,6 +24,13 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
 pub fn trace_id_hex(trace_id: TraceId) -> String {
     let mut out = String::with_capacity(32);
     push_hex(&mut out, &trace_id.to_bytes());
+    out
+}
+
+/// `span_id` as 16 lowercase hex digits.
+pub fn span_id_hex(span_id: SpanId) -> String {
+    let mut out = String::with_capacity(16);
+    push_hex(&mut out, &span_id.to_bytes());
     out
 }
 
@@ -45,7 +53,7 @@ pub fn header_value(span_context: &SpanContext) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::trace::{SpanId, TraceFlags, TraceState};
+    use opentelemetry::trace::{TraceFlags, TraceState};
 
     fn context(trace: u128, span: u64, flags: TraceFlags) -> SpanContext {
         SpanContext::new(
@@ -82,6 +90,10 @@ mod tests {
                 assert_eq!(
                     trace_id_hex(context.trace_id()),
                     context.trace_id().to_string()
+                );
+                assert_eq!(
+                    span_id_hex(context.span_id()),
+                    context.span_id().to_string()
                 );
             }
         }
