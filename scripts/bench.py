@@ -117,10 +117,13 @@ class Service:
                 time.sleep(0.1)
         raise RuntimeError(f"{self.name} not healthy")
 
-    def rss_mib(self):
+    def rss_mib(self, field="VmRSS"):
+        """Resident memory from `/proc/<pid>/status`: all of it (`VmRSS`), or
+        one part: `RssAnon` (what the service allocated) or `RssFile` (pages
+        of the binary and the libraries, its code)."""
         with open(f"/proc/{self.proc.pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
         return 0.0
 
@@ -466,23 +469,35 @@ def scaling():
 
 
 def memory():
+    def rss(svc):
+        return {n: {f: s.rss_mib(f) for f in ("VmRSS", "RssAnon", "RssFile")} for n, s in svc.items()}
+
     with platform_up() as (svc, _, _):
         time.sleep(2)
-        idle = {n: s.rss_mib() for n, s in svc.items()}
+        idle = rss(svc)
         gw = svc["gateway"].url()
         wrk(gw + "/api/products", seconds=10)
         wrk(gw + "/api/tasks", seconds=10, post=True)
         loadgen("mixed", "--host", gw, "--users", "32", "--duration", "10s")
         time.sleep(3)
-        after = {n: s.rss_mib() for n, s in svc.items()}
+        after = rss(svc)
     print("memory", idle, after)
-    table = ["| service | idle MiB | after load MiB |", "|---|---|---|"]
+
+    def total(of, field="VmRSS"):
+        return sum(v[field] for v in of.values())
+
+    table = ["| service | idle MiB | after load MiB | of which allocated (`RssAnon`) | of which code (`RssFile`) |",
+             "|---|---|---|---|---|"]
     for name in ["gateway", "backend", "product", "worker"]:
-        table.append(f"| {name} | {idle[name]:.1f} | {after[name]:.1f} |")
-    table.append(f"| **all four** | {sum(idle.values()):.1f} | **{sum(after.values()):.1f}** "
-                 f"({sum(after.values()) / ORIGINAL['rss_mib']:.2f}x the original's {ORIGINAL['rss_mib']}) |")
+        a = after[name]
+        table.append(f"| {name} | {idle[name]['VmRSS']:.1f} | {a['VmRSS']:.1f} | {a['RssAnon']:.1f} | {a['RssFile']:.1f} |")
+    table.append(f"| **all four** | {total(idle):.1f} | **{total(after):.1f}** "
+                 f"({total(after) / ORIGINAL['rss_mib']:.2f}x the original's {ORIGINAL['rss_mib']}) "
+                 f"| {total(after, 'RssAnon'):.1f} | {total(after, 'RssFile'):.1f} |")
     return ("RSS from `/proc/<pid>/status` after start-up, and after 10 s of products, 10 s of POSTs "
-            "(`wrk -c64`) and 10 s of `loadgen mixed --users 32`.\n\n" + "\n".join(table))
+            "(`wrk -c64`) and 10 s of `loadgen mixed --users 32`, split after the load into the anonymous "
+            "pages (heap, stacks, allocator caches) and the file-backed ones (the binary's and the shared "
+            "libraries' code and read-only data, as much of them as the kernel mapped in).\n\n" + "\n".join(table))
 
 
 def cpu_seconds(pid):
@@ -563,7 +578,7 @@ def headline(minutes, start_at):
     """The highest fixed POST rate sustained with the queue bounded."""
     probes = []
     sustained = None
-    for rate in [r for r in [6000, 5000, 4000, 3500, 3000, 2500, 2000, 1500, 1000] if r <= start_at]:
+    for rate in [r for r in [6000, 5000, 4500, 4000, 3500, 3000, 2500, 2000, 1500, 1000] if r <= start_at]:
         ok, detail = sustain(rate, 60)
         probes.append((rate, ok, detail))
         print("probe", rate, ok, detail)
