@@ -168,7 +168,11 @@ async fn forward(
     let mut outgoing = client.request(method, &url).timeout(timeout);
     let connection_named = connection_tokens(req.headers());
     for (name, value) in req.headers() {
-        if !is_hop_by_hop(name) && !connection_named.contains(name) && !is_forwarding(name) {
+        if !is_hop_by_hop(name)
+            && !connection_named.contains(name)
+            && !is_forwarding(name)
+            && !is_trace_context(name)
+        {
             outgoing = outgoing.append_header((name.clone(), value.clone()));
         }
     }
@@ -257,6 +261,13 @@ fn connection_tokens(headers: &header::HeaderMap) -> Vec<header::HeaderName> {
         .flat_map(|value| value.split(','))
         .filter_map(|token| header::HeaderName::from_bytes(token.trim().as_bytes()).ok())
         .collect()
+}
+
+/// The propagation headers: written from the CLIENT span's context, not
+/// copied. (A caller's `tracestate` that came with an unusable `traceparent`
+/// belongs to a trace this request does not continue.)
+fn is_trace_context(name: &header::HeaderName) -> bool {
+    matches!(name.as_str(), "traceparent" | "tracestate" | "baggage")
 }
 
 /// The headers the gateway sets itself (below), never copied from the caller.

@@ -8,11 +8,11 @@
 
 mod exporter;
 mod log_format;
+mod propagator;
 pub mod w3c;
 
 use opentelemetry::{global, trace::TracerProvider as _, KeyValue};
 use opentelemetry_sdk::{
-    propagation::{BaggagePropagator, TraceContextPropagator},
     resource::{EnvResourceDetector, SdkProvidedResourceDetector, TelemetryResourceDetector},
     trace::{BatchConfig, BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider},
     Resource,
@@ -21,6 +21,7 @@ use tracing_subscriber::{layer::SubscriberExt, EnvFilter, Layer};
 
 pub use exporter::{ExportProtocol, ExportTarget};
 pub use log_format::LogFormat;
+pub use propagator::W3cPropagator;
 
 /// Every environment variable the telemetry set-up honours (the SDK reads
 /// the `OTEL_*` ones; `JAEGER_AGENT_PORT` is accepted and ignored: Jaeger
@@ -109,17 +110,13 @@ impl Drop for TelemetryGuard {
     }
 }
 
-/// Installs the W3C trace-context and baggage propagators globally.
+/// Installs the W3C trace-context and baggage propagators globally
+/// ([`W3cPropagator`]).
 ///
 /// Without it every `traceparent` is silently ignored. [`init`] calls it;
 /// tests that skip [`init`] call it directly. Idempotent.
 pub fn install_propagator() {
-    global::set_text_map_propagator(opentelemetry::propagation::TextMapCompositePropagator::new(
-        vec![
-            Box::new(TraceContextPropagator::new()),
-            Box::new(BaggagePropagator::new()),
-        ],
-    ));
+    global::set_text_map_propagator(W3cPropagator::new());
 }
 
 /// Sets up tracing for a service whose default `service.name` is

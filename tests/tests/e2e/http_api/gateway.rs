@@ -111,6 +111,42 @@ async fn forwarding_headers_are_appended_and_hop_by_hop_headers_stay_behind() {
     assert_eq!(parts[1], trace_id, "{traceparent}");
     assert_ne!(parts[2], "b7ad6b7169203331", "{traceparent}");
     assert_eq!(parts[3], "01", "{traceparent}");
+    // No vendor state: no `tracestate` at all (W3C: avoid sending an empty one).
+    assert_eq!(header(&head, "tracestate"), None, "{head}");
+}
+
+#[actix_web::test]
+async fn a_callers_tracestate_goes_on_with_its_trace_and_not_without_it() {
+    let upstream = echo_upstream().await;
+    let gateway = in_process::gateway(&upstream, &upstream, Duration::from_secs(10));
+    let upstream_head = |traceparent: &'static str| {
+        let url = format!("{}/api/products", gateway.url());
+        async move {
+            let response = reqwest::Client::new()
+                .get(url)
+                .header("traceparent", traceparent)
+                .header("tracestate", "congo=t61rcWkgMzE")
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            response.text().await.unwrap().to_lowercase()
+        }
+    };
+
+    let continued = upstream_head("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01").await;
+    assert_eq!(
+        header(&continued, "tracestate").as_deref(),
+        Some("congo=t61rcwkgmze"), // the echoed head is lowercased
+        "{continued}"
+    );
+
+    // An unusable traceparent starts a new trace; the state of the old one
+    // stays behind.
+    let restarted = upstream_head("00-not-a-trace-01").await;
+    assert!(header(&restarted, "traceparent").is_some(), "{restarted}");
+    assert_eq!(header(&restarted, "tracestate"), None, "{restarted}");
 }
 
 #[actix_web::test]
