@@ -11,6 +11,7 @@ use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use awc::error::SendRequestError;
 use opentelemetry::trace::Status;
 use shared::http::{propagation::inject_context, read_body, span_name, ApiError, ErrorCode};
+use shared::telemetry::W3cPropagator;
 use tracing::{field::Empty, Instrument};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -267,7 +268,7 @@ fn connection_tokens(headers: &header::HeaderMap) -> Vec<header::HeaderName> {
 /// copied. (A caller's `tracestate` that came with an unusable `traceparent`
 /// belongs to a trace this request does not continue.)
 fn is_trace_context(name: &header::HeaderName) -> bool {
-    matches!(name.as_str(), "traceparent" | "tracestate" | "baggage")
+    W3cPropagator::FIELDS.contains(&name.as_str())
 }
 
 /// The headers the gateway sets itself (below), never copied from the caller.

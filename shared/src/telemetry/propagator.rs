@@ -24,6 +24,10 @@ pub struct W3cPropagator {
 }
 
 impl W3cPropagator {
+    /// The headers (and message header keys) it reads and writes: a proxy
+    /// writes these from its own span instead of copying the caller's.
+    pub const FIELDS: [&'static str; 3] = ["traceparent", "tracestate", "baggage"];
+
     /// Trace context and baggage, in that order.
     pub fn new() -> Self {
         Self {
@@ -136,5 +140,8 @@ mod tests {
         let mut fields: Vec<&str> = propagator.fields().collect();
         fields.sort_unstable(); // the composite keeps them in a set
         assert_eq!(fields, ["baggage", "traceparent", "tracestate"]);
+        let mut named = W3cPropagator::FIELDS;
+        named.sort_unstable();
+        assert_eq!(fields, named);
     }
 }
