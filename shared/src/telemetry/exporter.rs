@@ -1,181 +1,38 @@
-//! Where spans go: OTLP over gRPC (default) or HTTP/protobuf, chosen from the
-//! standard environment, with a fallback for setups written for the Jaeger
-//! agent.
+//! Sending spans: the SDK's exporter interface over OTLP/gRPC or
+//! OTLP/HTTP, with several requests in flight, transient failures retried,
+//! and failures logged once a minute instead of once a batch.
 
 use std::{
-    fmt,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig};
+use http::{
+    header::{CONTENT_TYPE, USER_AGENT as USER_AGENT_HEADER},
+    uri::PathAndQuery,
+    HeaderMap, HeaderValue, Request, Uri,
+};
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::TokioExecutor,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use opentelemetry_sdk::{error::OTelSdkResult, trace::SpanData, Resource};
+use prost::{bytes::Bytes, Message as _};
+use tonic::{
+    metadata::MetadataMap,
+    transport::{Channel, Endpoint},
+    Code,
+};
 
-use super::TelemetryError;
-
-/// The OTLP destination resolved from the environment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExportTarget {
-    /// `grpc` or `http/protobuf`.
-    pub protocol: ExportProtocol,
-    /// An endpoint we set in code; `None` lets the exporter follow the
-    /// `OTEL_EXPORTER_OTLP_*ENDPOINT` rules of the specification.
-    pub endpoint: Option<String>,
-    /// The Jaeger agent host that produced `endpoint`, if any.
-    pub jaeger_agent_host: Option<String>,
-}
-
-/// OTLP transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExportProtocol {
-    /// OTLP/gRPC (port 4317 by convention).
-    Grpc,
-    /// OTLP/HTTP with protobuf bodies (port 4318, path `/v1/traces`).
-    HttpProtobuf,
-}
-
-impl ExportTarget {
-    /// Reads `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`, `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT`
-    /// and `JAEGER_AGENT_HOST`.
-    pub fn from_env() -> Result<Self, String> {
-        Self::resolve(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
-    }
-
-    fn resolve(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        // Enum values are case-insensitive, as the OTLP exporter reads them.
-        let protocol = match var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-            .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"))
-            .map(|v| v.trim().to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("grpc") => ExportProtocol::Grpc,
-            Some("http/protobuf") => ExportProtocol::HttpProtobuf,
-            Some(other) => {
-                return Err(format!(
-                "OTEL_EXPORTER_OTLP_PROTOCOL={other:?} is not supported; use grpc or http/protobuf"
-            ))
-            }
-        };
-        let mut endpoint_set = false;
-        for name in [
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-        ] {
-            if let Some(value) = var(name) {
-                check_endpoint(name, value.trim())?;
-                endpoint_set = true;
-            }
-        }
-        let jaeger_agent_host = if endpoint_set {
-            None
-        } else {
-            var("JAEGER_AGENT_HOST").map(|h| h.trim().to_string())
-        };
-        let endpoint = jaeger_agent_host.as_ref().map(|host| match protocol {
-            ExportProtocol::Grpc => format!("http://{host}:4317"),
-            ExportProtocol::HttpProtobuf => format!("http://{host}:4318/v1/traces"),
-        });
-        Ok(Self {
-            protocol,
-            endpoint,
-            jaeger_agent_host,
-        })
-    }
-
-    /// The start-up line explaining a Jaeger-agent fallback, if one happened.
-    pub fn jaeger_agent_note(&self) -> Option<String> {
-        let host = self.jaeger_agent_host.as_ref()?;
-        Some(format!(
-            "JAEGER_AGENT_HOST={host} and no OTEL_EXPORTER_OTLP_ENDPOINT: exporting OTLP to {} (Jaeger ingests OTLP natively; the agent protocol is not used)",
-            self.endpoint.as_deref().unwrap_or_default()
-        ))
-    }
-}
-
-impl fmt::Display for ExportTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let protocol = match self.protocol {
-            ExportProtocol::Grpc => "otlp/grpc",
-            ExportProtocol::HttpProtobuf => "otlp/http-protobuf",
-        };
-        match &self.endpoint {
-            Some(endpoint) => write!(f, "{protocol} {endpoint}"),
-            None => {
-                let from_env = std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-                    .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT"))
-                    .unwrap_or_else(|_| match self.protocol {
-                        ExportProtocol::Grpc => "http://localhost:4317 (default)".into(),
-                        ExportProtocol::HttpProtobuf => "http://localhost:4318 (default)".into(),
-                    });
-                write!(f, "{protocol} {from_env}")
-            }
-        }
-    }
-}
-
-/// An OTLP endpoint this build can reach: `http://` only. The exporter
-/// itself takes a scheme-less endpoint for `https://`, and reports a missing
-/// TLS feature in terms of Cargo features; this says what to write instead.
-fn check_endpoint(name: &str, value: &str) -> Result<(), String> {
-    match value.split_once("://") {
-        Some((scheme, _)) if scheme.eq_ignore_ascii_case("http") => Ok(()),
-        Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => Err(format!(
-            "{name}={value:?}: this build exports OTLP without TLS; give an http:// endpoint \
-             (a collector beside the service can forward over TLS)"
-        )),
-        Some(_) => Err(format!(
-            "{name}={value:?}: the endpoint must start with http://"
-        )),
-        None => Err(format!(
-            "{name}={value:?} has no scheme; write http://{value}"
-        )),
-    }
-}
+use super::{
+    otlp_encoding::{encode_request, EncodedResource},
+    ExportProtocol, ExportTarget, TelemetryError,
+};
 
 /// How often at most an export failure is logged.
 const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(60);
-
-/// Wraps the OTLP exporter so that a missing or hanging collector costs one
-/// warning a minute (with a count of what failed meanwhile) instead of one
-/// error line per batch, and a recovery is logged once.
-///
-/// Failures are not handed back to the SDK: its only reaction would be to log
-/// each one. Spans of a failed batch are dropped; the SDK's queue
-/// (`OTEL_BSP_MAX_QUEUE_SIZE`) bounds memory while the collector is away.
-///
-/// Over gRPC, up to `OTEL_BSP_MAX_CONCURRENT_EXPORTS` batches are in flight
-/// at once. The SDK's batch processor waits for each export before it takes
-/// the next batch, so one export at a time caps the spans a service can ship
-/// at a batch per collector round trip; under load the queue overflowed and
-/// most spans were dropped (BENCHMARKS.md). Shutdown waits for the batches
-/// in flight.
-#[derive(Debug)]
-pub(super) struct ReportingExporter {
-    inner: Arc<SpanExporter>,
-    failures: Arc<Mutex<FailureLog>>,
-    /// `None`: one export at a time, on the SDK's thread (HTTP, whose
-    /// blocking client needs no runtime).
-    pipeline: Option<Pipeline>,
-}
-
-/// Where exports run side by side, and how many may.
-#[derive(Debug)]
-struct Pipeline {
-    runtime: tokio::runtime::Handle,
-    slots: Arc<tokio::sync::Semaphore>,
-    size: u32,
-}
-
-impl Pipeline {
-    /// Waits until no export is in flight (or `timeout` passes).
-    fn drain(&self, timeout: Duration) -> bool {
-        self.runtime.block_on(async {
-            tokio::time::timeout(timeout, self.slots.acquire_many(self.size))
-                .await
-                .is_ok_and(|permits| permits.is_ok())
-        })
-    }
-}
 
 #[derive(Debug, Default)]
 struct FailureLog {
@@ -187,10 +44,10 @@ struct FailureLog {
 
 impl FailureLog {
     /// Records a failed batch; returns what to log now, if anything.
-    fn failed(&mut self, spans: usize, now: Instant) -> Option<(u64, u64)> {
+    fn failed(&mut self, spans: u64, now: Instant) -> Option<(u64, u64)> {
         self.failing = true;
         self.batches_since += 1;
-        self.spans_since += spans as u64;
+        self.spans_since += spans;
         let due = self
             .last_logged
             .is_none_or(|at| now.duration_since(at) >= FAILURE_LOG_INTERVAL);
@@ -214,142 +71,382 @@ impl FailureLog {
     }
 }
 
-impl ReportingExporter {
-    fn new(inner: SpanExporter, pipeline: Option<Pipeline>) -> Self {
-        Self {
-            inner: Arc::new(inner),
-            failures: Arc::default(),
-            pipeline,
-        }
-    }
+/// How an export ended, for [`report`].
+enum Outcome {
+    /// The collector took every span.
+    Delivered,
+    /// The collector answered but refused this many spans (OTLP's partial
+    /// success), saying why.
+    Rejected(u64, String),
+    /// Nothing was delivered.
+    Failed(String),
 }
 
-/// Logs the outcome of one export as [`ReportingExporter`] describes.
-fn report(failures: &Mutex<FailureLog>, spans: usize, result: OTelSdkResult) {
+/// Logs the outcome of one export as [`OtlpExporter`] describes.
+fn report(failures: &Mutex<FailureLog>, spans: usize, outcome: Outcome) {
     let mut failures = failures.lock().unwrap_or_else(|p| p.into_inner());
-    match result {
-        Ok(()) => {
+    let (error, dropped) = match outcome {
+        Outcome::Delivered => {
             if failures.succeeded() {
                 tracing::info!("span export to the collector works again");
             }
+            return;
         }
-        Err(err) => {
-            if let Some((batches, spans)) = failures.failed(spans, Instant::now()) {
-                tracing::warn!(
-                    error = %err,
-                    failed_batches = batches,
-                    dropped_spans = spans,
-                    "span export failed; spans are dropped until the collector is reachable (logged at most once a minute)"
-                );
-            } else {
-                tracing::debug!(error = %err, dropped_spans = spans, "span export still failing");
-            }
-        }
+        Outcome::Rejected(rejected, reason) => (
+            format!("the collector refused {rejected} of {spans} spans: {reason}"),
+            rejected,
+        ),
+        Outcome::Failed(error) => (error, spans as u64),
+    };
+    if let Some((batches, spans)) = failures.failed(dropped, Instant::now()) {
+        tracing::warn!(
+            error = %error,
+            failed_batches = batches,
+            dropped_spans = spans,
+            "span export failed; spans are dropped until the collector is reachable (logged at most once a minute)"
+        );
+    } else {
+        tracing::debug!(error = %error, dropped_spans = dropped, "span export still failing");
     }
 }
 
-impl opentelemetry_sdk::trace::SpanExporter for ReportingExporter {
+/// The SDK's span exporter: encodes each batch straight to OTLP protobuf
+/// ([`encode_request`]) and sends it over the target's protocol.
+///
+/// Up to `OTEL_BSP_MAX_CONCURRENT_EXPORTS` batches are in flight at once,
+/// on the exporter's own runtime. The SDK's batch processor waits for each
+/// export before it takes the next batch, so one export at a time caps the
+/// spans a service can ship at a batch per collector round trip; under load
+/// the queue overflowed and most spans were dropped (BENCHMARKS.md).
+/// Shutdown waits for the batches in flight.
+///
+/// A missing or hanging collector costs one warning a minute (with a count
+/// of what failed meanwhile) instead of one error line per batch, and a
+/// recovery is logged once. Failures are not handed back to the SDK: its
+/// only reaction would be to log each one. Spans of a failed batch are
+/// dropped; the SDK's queue (`OTEL_BSP_MAX_QUEUE_SIZE`) bounds memory while
+/// the collector is away.
+#[derive(Debug)]
+pub(super) struct OtlpExporter {
+    transport: Arc<Transport>,
+    resource: Arc<EncodedResource>,
+    failures: Arc<Mutex<FailureLog>>,
+    runtime: tokio::runtime::Handle,
+    slots: Arc<tokio::sync::Semaphore>,
+    concurrent: u32,
+}
+
+impl OtlpExporter {
+    /// Waits until no export is in flight (or `timeout` passes).
+    fn drain(&self, timeout: Duration) -> bool {
+        self.runtime.block_on(async {
+            tokio::time::timeout(timeout, self.slots.acquire_many(self.concurrent))
+                .await
+                .is_ok_and(|permits| permits.is_ok())
+        })
+    }
+}
+
+impl opentelemetry_sdk::trace::SpanExporter for OtlpExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let spans = batch.len();
-        let Some(pipeline) = &self.pipeline else {
-            let result = self.inner.export(batch).await;
-            report(&self.failures, spans, result);
-            return Ok(());
-        };
         // With every slot taken, the SDK's thread waits here and its queue
         // absorbs the backlog.
-        let Ok(slot) = pipeline.slots.clone().acquire_owned().await else {
+        let Ok(slot) = self.slots.clone().acquire_owned().await else {
             return Ok(()); // closed: shutting down
         };
-        let (inner, failures) = (self.inner.clone(), self.failures.clone());
-        pipeline.runtime.spawn(async move {
-            let result = inner.export(batch).await;
-            report(&failures, spans, result);
+        let (transport, resource, failures) = (
+            self.transport.clone(),
+            self.resource.clone(),
+            self.failures.clone(),
+        );
+        self.runtime.spawn(async move {
+            let body = Bytes::from(encode_request(&resource, &batch));
+            let spans = batch.len();
+            // The spans are in `body` now; their memory goes back before
+            // the collector answers.
+            drop(batch);
+            let outcome = transport.send_with_retries(body).await;
+            report(&failures, spans, outcome);
             drop(slot);
         });
         Ok(())
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        if let Some(pipeline) = &self.pipeline {
-            if !pipeline.drain(timeout) {
-                tracing::warn!(?timeout, "span exports still in flight at shutdown");
-            }
+        if !self.drain(timeout) {
+            tracing::warn!(?timeout, "span exports still in flight at shutdown");
         }
-        self.inner.shutdown_with_timeout(timeout)
+        Ok(())
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        if let Some(pipeline) = &self.pipeline {
-            pipeline.drain(Duration::from_secs(5));
-        }
-        self.inner.force_flush()
+        self.drain(Duration::from_secs(5));
+        Ok(())
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        // Before the first export (the SDK sets it at start-up), the only
-        // holder of `inner`; afterwards the resource cannot change.
-        match Arc::get_mut(&mut self.inner) {
-            Some(inner) => inner.set_resource(resource),
-            None => tracing::warn!("span exporter resource not updated: exports in flight"),
+        // Exports in flight keep the resource they started with.
+        self.resource = Arc::new(EncodedResource::new(resource));
+    }
+}
+
+/// Who is sending, as the OTLP specification asks exporters to say.
+const USER_AGENT: &str = concat!("async-micro-otlp-exporter-rust/", env!("CARGO_PKG_VERSION"));
+
+/// The gRPC method OTLP/gRPC exports spans with.
+const GRPC_EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// How a batch reaches the collector.
+// One per process, behind an `Arc`: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+enum Transport {
+    Grpc {
+        channel: Channel,
+        metadata: MetadataMap,
+        timeout: Duration,
+    },
+    Http {
+        client: Client<HttpConnector, Full<Bytes>>,
+        url: Uri,
+        /// The environment's headers, the content type and the user agent.
+        headers: HeaderMap,
+        timeout: Duration,
+    },
+}
+
+/// Why one attempt failed: worth another try or not.
+enum AttemptError {
+    Transient(String),
+    Permanent(String),
+}
+
+/// Retries: OTLP's exporter defaults (three more attempts, 100 ms apart and
+/// doubling, with up to 100 ms of jitter), none started once the export's
+/// timeout has passed.
+const RETRIES: u32 = 3;
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
+
+impl Transport {
+    fn timeout(&self) -> Duration {
+        match self {
+            Transport::Grpc { timeout, .. } | Transport::Http { timeout, .. } => *timeout,
+        }
+    }
+
+    /// Sends `body`, retrying transient failures within the timeout.
+    async fn send_with_retries(&self, body: Bytes) -> Outcome {
+        let timeout = self.timeout();
+        let deadline = Instant::now() + timeout;
+        let mut delay = FIRST_RETRY_DELAY;
+        let mut retries = 0;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let error = match tokio::time::timeout(left, self.send(body.clone(), left)).await {
+                Ok(Ok(None)) => return Outcome::Delivered,
+                Ok(Ok(Some((rejected, reason)))) => return Outcome::Rejected(rejected, reason),
+                Ok(Err(AttemptError::Permanent(error))) => return Outcome::Failed(error),
+                Ok(Err(AttemptError::Transient(error))) => error,
+                Err(_) => {
+                    return Outcome::Failed(format!(
+                        "no answer within {timeout:?} (OTEL_EXPORTER_OTLP_TIMEOUT)"
+                    ))
+                }
+            };
+            let pause = delay + jitter(FIRST_RETRY_DELAY);
+            if retries == RETRIES || Instant::now() + pause >= deadline {
+                return Outcome::Failed(error);
+            }
+            tokio::time::sleep(pause).await;
+            delay *= 2;
+            retries += 1;
+        }
+    }
+
+    /// One attempt; the spans the collector refused, if any, and why.
+    async fn send(
+        &self,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Option<(u64, String)>, AttemptError> {
+        match self {
+            Transport::Grpc {
+                channel, metadata, ..
+            } => {
+                let mut client = tonic::client::Grpc::new(channel.clone());
+                client.ready().await.map_err(|err| {
+                    AttemptError::Transient(format!("gRPC channel not ready: {err}"))
+                })?;
+                let mut request = tonic::Request::new(EncodedRequest(body));
+                *request.metadata_mut() = metadata.clone();
+                request.set_timeout(timeout);
+                let codec =
+                    tonic_prost::ProstCodec::<EncodedRequest, ExportTraceServiceResponse>::default(
+                    );
+                let response = client
+                    .unary(request, PathAndQuery::from_static(GRPC_EXPORT_PATH), codec)
+                    .await
+                    .map_err(grpc_error)?;
+                Ok(rejected(response.into_inner()))
+            }
+            Transport::Http {
+                client,
+                url,
+                headers,
+                ..
+            } => {
+                let mut request = Request::post(url.clone())
+                    .body(Full::new(body))
+                    .map_err(|err| AttemptError::Permanent(format!("HTTP request: {err}")))?;
+                *request.headers_mut() = headers.clone();
+                let response = client
+                    .request(request)
+                    .await
+                    .map_err(|err| AttemptError::Transient(format!("HTTP request: {err}")))?;
+                let status = response.status();
+                if !status.is_success() {
+                    let error = format!("the collector answered HTTP {status}");
+                    // The specification's retryable HTTP statuses.
+                    return Err(match status.as_u16() {
+                        429 | 502 | 503 | 504 => AttemptError::Transient(error),
+                        _ => AttemptError::Permanent(error),
+                    });
+                }
+                // An empty or unreadable body is a full success.
+                let body = match response.into_body().collect().await {
+                    Ok(body) => body.to_bytes(),
+                    Err(_) => Bytes::new(),
+                };
+                Ok(ExportTraceServiceResponse::decode(body)
+                    .ok()
+                    .and_then(rejected))
+            }
         }
     }
 }
 
-/// Builds the span exporter; for gRPC also the runtime it must live on.
+/// A gRPC status as an attempt's error: the codes the OTLP specification
+/// calls retryable are transient. The collector's message is left out: it
+/// may echo credentials from the request's headers.
+fn grpc_error(status: tonic::Status) -> AttemptError {
+    let error = format!("gRPC status {:?}", status.code());
+    match status.code() {
+        Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::ResourceExhausted
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unavailable
+        | Code::DataLoss => AttemptError::Transient(error),
+        _ => AttemptError::Permanent(error),
+    }
+}
+
+/// OTLP's partial success: how many spans the collector refused, and why.
+fn rejected(response: ExportTraceServiceResponse) -> Option<(u64, String)> {
+    response
+        .partial_success
+        .filter(|partial| partial.rejected_spans > 0)
+        .map(|partial| (partial.rejected_spans as u64, partial.error_message))
+}
+
+/// Up to `max` of jitter, so that services that failed together do not
+/// retry together.
+fn jitter(max: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    Duration::from_nanos(u64::from(nanos) % max.as_nanos().max(1) as u64)
+}
+
+/// An already encoded `ExportTraceServiceRequest`, as the gRPC codec's
+/// message: it writes its bytes as they are.
+#[derive(Debug, Default, Clone)]
+struct EncodedRequest(Bytes);
+
+impl prost::Message for EncodedRequest {
+    fn encode_raw(&self, buf: &mut impl prost::bytes::BufMut) {
+        buf.put_slice(&self.0);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: prost::encoding::WireType,
+        buf: &mut impl prost::bytes::Buf,
+        ctx: prost::encoding::DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        // Never decoded; skipping keeps the contract if it ever is.
+        prost::encoding::skip_field(wire_type, tag, buf, ctx)
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn clear(&mut self) {
+        self.0 = Bytes::new();
+    }
+}
+
+/// Builds the span exporter and the runtime its requests run on.
 pub(super) fn build(
     target: &ExportTarget,
-    concurrent_exports: u32,
-) -> Result<(ReportingExporter, Option<tokio::runtime::Runtime>), TelemetryError> {
-    match target.protocol {
+    concurrent: u32,
+) -> Result<(OtlpExporter, tokio::runtime::Runtime), TelemetryError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("otel-export")
+        .enable_all()
+        .build()?;
+    let transport = match target.protocol {
         ExportProtocol::Grpc => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .thread_name("otel-export")
-                .enable_all()
-                .build()?;
+            let endpoint = Endpoint::from_shared(target.endpoint.clone())
+                .map_err(|err| TelemetryError::Config(format!("{}: {err}", target.endpoint)))?
+                .timeout(target.timeout)
+                .user_agent(USER_AGENT)
+                .map_err(|err| TelemetryError::Config(format!("OTLP user agent: {err}")))?;
             // tonic binds its connection to the runtime current at build time.
             let _entered = runtime.enter();
-            let mut builder = SpanExporter::builder().with_tonic();
-            if let Some(endpoint) = &target.endpoint {
-                builder = builder.with_endpoint(endpoint);
+            Transport::Grpc {
+                channel: endpoint.connect_lazy(),
+                metadata: MetadataMap::from_headers(target.headers.clone()),
+                timeout: target.timeout,
             }
-            let exporter = builder.build()?;
-            drop(_entered);
-            let pipeline = Pipeline {
-                runtime: runtime.handle().clone(),
-                slots: Arc::new(tokio::sync::Semaphore::new(concurrent_exports as usize)),
-                size: concurrent_exports,
-            };
-            Ok((
-                ReportingExporter::new(exporter, Some(pipeline)),
-                Some(runtime),
-            ))
         }
         ExportProtocol::HttpProtobuf => {
-            let mut builder = SpanExporter::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary);
-            if let Some(endpoint) = &target.endpoint {
-                builder = builder.with_endpoint(endpoint);
+            let url = target
+                .endpoint
+                .parse::<Uri>()
+                .map_err(|err| TelemetryError::Config(format!("{}: {err}", target.endpoint)))?;
+            let mut headers = target.headers.clone();
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-protobuf"),
+            );
+            headers.insert(USER_AGENT_HEADER, HeaderValue::from_static(USER_AGENT));
+            Transport::Http {
+                client: Client::builder(TokioExecutor::new()).build_http(),
+                url,
+                headers,
+                timeout: target.timeout,
             }
-            Ok((ReportingExporter::new(builder.build()?, None), None))
         }
-    }
+    };
+    let exporter = OtlpExporter {
+        transport: Arc::new(transport),
+        resource: Arc::default(),
+        failures: Arc::default(),
+        runtime: runtime.handle().clone(),
+        slots: Arc::new(tokio::sync::Semaphore::new(concurrent as usize)),
+        concurrent,
+    };
+    Ok((exporter, runtime))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn resolve(vars: &[(&str, &str)]) -> Result<ExportTarget, String> {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        ExportTarget::resolve(|name| vars.get(name).cloned())
-    }
 
     #[test]
     fn export_failures_are_logged_once_a_minute_with_counts_and_recovery_once() {
@@ -364,65 +461,5 @@ mod tests {
         );
         assert!(log.succeeded());
         assert!(!log.succeeded());
-    }
-
-    #[test]
-    fn grpc_is_the_default_and_the_exporter_reads_the_endpoint_itself() {
-        let target = resolve(&[]).unwrap();
-        assert_eq!(target.protocol, ExportProtocol::Grpc);
-        assert_eq!(target.endpoint, None);
-    }
-
-    #[test]
-    fn http_protobuf_is_selected_by_the_protocol_variable() {
-        let target = resolve(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")]).unwrap();
-        assert_eq!(target.protocol, ExportProtocol::HttpProtobuf);
-        let target = resolve(&[("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", " HTTP/Protobuf ")]).unwrap();
-        assert_eq!(target.protocol, ExportProtocol::HttpProtobuf);
-        assert!(resolve(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift")]).is_err());
-    }
-
-    #[test]
-    fn an_endpoint_without_http_is_refused_with_what_to_write_instead() {
-        assert!(resolve(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4317")]).is_ok());
-        assert!(resolve(&[(
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-            "HTTP://jaeger:4318/v1/traces"
-        )])
-        .is_ok());
-
-        let err = resolve(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "jaeger:4317")]).unwrap_err();
-        assert!(err.contains("write http://jaeger:4317"), "{err}");
-        let err = resolve(&[(
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-            "https://otel.example.com",
-        )])
-        .unwrap_err();
-        assert!(
-            err.contains("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") && err.contains("without TLS"),
-            "{err}"
-        );
-        assert!(resolve(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "grpc://jaeger:4317")]).is_err());
-    }
-
-    #[test]
-    fn jaeger_agent_host_alone_points_otlp_at_that_host() {
-        let target = resolve(&[("JAEGER_AGENT_HOST", "jaeger")]).unwrap();
-        assert_eq!(target.endpoint.as_deref(), Some("http://jaeger:4317"));
-        assert!(target
-            .jaeger_agent_note()
-            .unwrap()
-            .contains("http://jaeger:4317"));
-    }
-
-    #[test]
-    fn an_otlp_endpoint_wins_over_jaeger_agent_host() {
-        let target = resolve(&[
-            ("JAEGER_AGENT_HOST", "jaeger"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
-        ])
-        .unwrap();
-        assert_eq!(target.endpoint, None);
-        assert_eq!(target.jaeger_agent_note(), None);
     }
 }

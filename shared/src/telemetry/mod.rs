@@ -6,8 +6,10 @@
 //! [`TelemetryGuard::shutdown`] from plain (non-async) code so the last spans
 //! are flushed.
 
+mod export_target;
 mod exporter;
 mod log_format;
+mod otlp_encoding;
 mod propagator;
 pub mod w3c;
 
@@ -19,13 +21,14 @@ use opentelemetry_sdk::{
 };
 use tracing_subscriber::{layer::SubscriberExt, EnvFilter, Layer};
 
-pub use exporter::{ExportProtocol, ExportTarget};
+pub use export_target::{ExportProtocol, ExportTarget, DEFAULT_EXPORT_TIMEOUT};
 pub use log_format::LogFormat;
 pub use propagator::W3cPropagator;
 
 /// Every environment variable the telemetry set-up honours (the SDK reads
-/// the `OTEL_*` ones; `JAEGER_AGENT_PORT` is accepted and ignored: Jaeger
-/// takes OTLP on 4317, not the agent's UDP port). `OTEL_BSP_EXPORT_TIMEOUT`
+/// the resource, sampler and `OTEL_BSP_*` ones, [`ExportTarget`] the
+/// `OTEL_EXPORTER_OTLP_*` ones; `JAEGER_AGENT_PORT` is accepted and ignored:
+/// Jaeger takes OTLP on 4317, not the agent's UDP port). `OTEL_BSP_EXPORT_TIMEOUT`
 /// is not among them: the SDK's thread-based batch processor ignores it, and
 /// `OTEL_EXPORTER_OTLP_TIMEOUT` bounds each export instead.
 pub const ENV_VARS: &[&str] = &[
@@ -34,7 +37,11 @@ pub const ENV_VARS: &[&str] = &[
     "OTEL_EXPORTER_OTLP_PROTOCOL",
     "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
     "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
     "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "OTEL_EXPORTER_OTLP_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
     "OTEL_SERVICE_NAME",
     "OTEL_RESOURCE_ATTRIBUTES",
     "OTEL_TRACES_SAMPLER",
@@ -56,18 +63,15 @@ pub enum TelemetryError {
     /// An `OTEL_*` or logging variable has a value we cannot honour.
     #[error("telemetry configuration: {0}")]
     Config(String),
-    /// The OTLP exporter could not be built.
-    #[error("building the OTLP span exporter: {0}")]
-    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
     /// A global subscriber was already installed.
     #[error("installing the tracing subscriber: {0}")]
     Subscriber(#[from] tracing::subscriber::SetGlobalDefaultError),
-    /// The runtime that drives the gRPC exporter could not start.
+    /// The runtime that drives the span exporter could not start.
     #[error("starting the telemetry runtime: {0}")]
     Runtime(#[from] std::io::Error),
 }
 
-/// Keeps the tracer provider (and the runtime its gRPC exporter needs) alive;
+/// Keeps the tracer provider (and the runtime its exporter runs on) alive;
 /// flushes and shuts them down on [`shutdown`](Self::shutdown) or drop.
 ///
 /// Must be shut down outside any async context: flushing blocks the calling
@@ -75,7 +79,7 @@ pub enum TelemetryError {
 /// panics.
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
-    // The tonic exporter's connection lives on this runtime, not on actix's
+    // The exporter's requests run on this runtime, not on actix's
     // single-threaded one: flushing from the actix thread would otherwise wait
     // on a future that needs that very thread (a deadlock until the timeout).
     runtime: Option<tokio::runtime::Runtime>,
@@ -140,7 +144,7 @@ pub fn init(default_service_name: &str, version: &str) -> Result<TelemetryGuard,
     } else {
         let target = ExportTarget::from_env().map_err(TelemetryError::Config)?;
         let (provider, runtime) = exporting_provider(&target, resource)?;
-        (Some(target), provider, runtime)
+        (Some(target), provider, Some(runtime))
     };
     global::set_tracer_provider(provider.clone());
 
@@ -163,7 +167,7 @@ pub fn init(default_service_name: &str, version: &str) -> Result<TelemetryGuard,
             "telemetry ready; OTEL_SDK_DISABLED is set, spans are not exported"
         ),
     }
-    if let Some(note) = target.as_ref().and_then(ExportTarget::jaeger_agent_note) {
+    for note in target.iter().flat_map(ExportTarget::notes) {
         tracing::info!("{note}");
     }
 
@@ -175,8 +179,8 @@ pub fn init(default_service_name: &str, version: &str) -> Result<TelemetryGuard,
 
 /// A tracer provider exporting to `target` the way the services do: the
 /// platform's batch settings ([`DEFAULT_MAX_QUEUE_SIZE`], unless
-/// `OTEL_BSP_*` say otherwise) and, over gRPC,
-/// [`DEFAULT_CONCURRENT_EXPORTS`] exports in flight. [`init`] builds the
+/// `OTEL_BSP_*` say otherwise) and [`DEFAULT_CONCURRENT_EXPORTS`] exports
+/// in flight. [`init`] builds the
 /// services' with it. Shutting the guard down delivers every span that was
 /// queued; the provider's `force_flush` only hands them to exports, which
 /// may still be in flight when it returns (the SDK's processor does not
@@ -188,14 +192,14 @@ pub fn export_pipeline(
     let (provider, runtime) = exporting_provider(target, resource)?;
     Ok(TelemetryGuard {
         provider: Some(provider),
-        runtime,
+        runtime: Some(runtime),
     })
 }
 
 fn exporting_provider(
     target: &ExportTarget,
     resource: Resource,
-) -> Result<(SdkTracerProvider, Option<tokio::runtime::Runtime>), TelemetryError> {
+) -> Result<(SdkTracerProvider, tokio::runtime::Runtime), TelemetryError> {
     let concurrent = concurrent_exports(std::env::var("OTEL_BSP_MAX_CONCURRENT_EXPORTS").ok())?;
     let (span_exporter, runtime) = exporter::build(target, concurrent)?;
     let processor = BatchSpanProcessor::builder(span_exporter)
@@ -287,7 +291,7 @@ pub fn int_attribute(value: impl TryInto<i64>) -> i64 {
 /// `OTEL_BSP_MAX_QUEUE_SIZE` says otherwise (the SDK's default is 2,048).
 /// The queue's memory is taken at start-up (about 1.3 MiB at this size).
 pub const DEFAULT_MAX_QUEUE_SIZE: usize = 4_096;
-/// Export requests in flight at once over gRPC, unless
+/// Export requests in flight at once, unless
 /// `OTEL_BSP_MAX_CONCURRENT_EXPORTS` says otherwise (the SDK exports one
 /// batch at a time).
 pub const DEFAULT_CONCURRENT_EXPORTS: u32 = 8;

@@ -19,6 +19,7 @@ mod k8s_environment;
 mod loadgen;
 mod metrics;
 mod openapi;
+mod otlp_export;
 mod products;
 mod python_interop;
 mod retries;

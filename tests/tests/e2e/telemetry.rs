@@ -386,15 +386,11 @@ async fn rust_log_quiets_the_logs_but_never_drops_spans_and_text_logs_carry_trac
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_spans_larger_than_the_sdk_queue_reaches_the_collector_whole() {
     use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
-    use shared::telemetry::{export_pipeline, ExportProtocol, ExportTarget};
+    use shared::telemetry::{export_pipeline, ExportTarget};
 
     const BURST: usize = 4_000;
     let collector = OtlpCollector::start().await;
-    let target = ExportTarget {
-        protocol: ExportProtocol::Grpc,
-        endpoint: Some(collector.grpc_endpoint()),
-        jaeger_agent_host: None,
-    };
+    let target = ExportTarget::grpc(collector.grpc_endpoint());
     let resource = opentelemetry_sdk::Resource::builder_empty()
         .with_service_name("burst")
         .build();

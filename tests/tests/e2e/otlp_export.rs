@@ -1,0 +1,327 @@
+//! What a service sends to an OTLP collector, seen from collectors that
+//! record each request: the `OTEL_EXPORTER_OTLP_HEADERS` on every export
+//! over gRPC and HTTP, the `/v1/traces` path and content type, a transient
+//! failure retried, a refusal not retried, and a partial success logged.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use e2e_tests::{Service, ServiceProcess};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    trace_service_server::{TraceService, TraceServiceServer},
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message as _;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+/// One export request as a collector saw it.
+#[derive(Debug, Clone)]
+struct Export {
+    path: String,
+    /// Header names lowercase.
+    headers: Vec<(String, String)>,
+    spans: Vec<String>,
+}
+
+impl Export {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn span_names(request: &ExportTraceServiceRequest) -> Vec<String> {
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+type Seen = Arc<Mutex<Vec<Export>>>;
+
+/// A gRPC collector that records each request and answers with
+/// `partial_success` when given one.
+struct RecordingGrpc {
+    seen: Seen,
+    partial: Option<ExportTracePartialSuccess>,
+}
+
+#[tonic::async_trait]
+impl TraceService for RecordingGrpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let headers = request
+            .metadata()
+            .clone()
+            .into_headers()
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("?").to_string()))
+            .collect();
+        let spans = span_names(request.get_ref());
+        self.seen.lock().unwrap().push(Export {
+            path: "grpc".into(),
+            headers,
+            spans,
+        });
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: self.partial.clone(),
+        }))
+    }
+}
+
+async fn grpc_collector(partial: Option<ExportTracePartialSuccess>) -> (String, Seen) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Seen::default();
+    let service = TraceServiceServer::new(RecordingGrpc {
+        seen: seen.clone(),
+        partial,
+    });
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    (endpoint, seen)
+}
+
+/// An HTTP/1.1 collector that records each request and answers the n-th
+/// with `statuses[n]` (the last one from then on).
+async fn http_collector(statuses: &'static [u16]) -> (String, Seen) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Seen::default();
+    let recorded = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let recorded = recorded.clone();
+            tokio::spawn(async move {
+                let mut socket = BufReader::new(socket);
+                // Keep-alive: one request after another on the connection.
+                loop {
+                    let mut line = String::new();
+                    if socket.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let mut headers = Vec::new();
+                    loop {
+                        let mut line = String::new();
+                        socket.read_line(&mut line).await.unwrap();
+                        let line = line.trim_end();
+                        if line.is_empty() {
+                            break;
+                        }
+                        let (name, value) = line.split_once(':').unwrap();
+                        headers.push((name.trim().to_lowercase(), value.trim().to_string()));
+                    }
+                    let length: usize = headers
+                        .iter()
+                        .find(|(n, _)| n == "content-length")
+                        .map(|(_, v)| v.parse().unwrap())
+                        .unwrap_or(0);
+                    let mut body = vec![0; length];
+                    socket.read_exact(&mut body).await.unwrap();
+                    let spans = ExportTraceServiceRequest::decode(body.as_slice())
+                        .map(|r| span_names(&r))
+                        .unwrap_or_else(|e| vec![format!("undecodable: {e}")]);
+                    let status = {
+                        let mut seen = recorded.lock().unwrap();
+                        seen.push(Export {
+                            path,
+                            headers,
+                            spans,
+                        });
+                        statuses[(seen.len() - 1).min(statuses.len() - 1)]
+                    };
+                    let answer = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+                    if socket.get_mut().write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (endpoint, seen)
+}
+
+async fn product(label: &str, vars: &[(&str, &str)]) -> ServiceProcess {
+    let mut vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    vars.push(("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()));
+    // The failure log's repeats are at DEBUG.
+    vars.push((
+        "RUST_LOG".into(),
+        "info,shared::telemetry::exporter=debug".into(),
+    ));
+    ServiceProcess::start(Service::Product, &vars, label).await
+}
+
+async fn one_request(product: &ServiceProcess) {
+    let status = reqwest::get(format!("{}/api/products", product.url()))
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+}
+
+/// The exports seen once `ready` holds for them, or a failure saying what
+/// was seen and what the service logged.
+async fn exports_once(
+    seen: &Seen,
+    product: &ServiceProcess,
+    what: &str,
+    ready: impl Fn(&[Export]) -> bool,
+) -> Vec<Export> {
+    let found = e2e_tests::within(Duration::from_secs(15), || {
+        let exports = seen.lock().unwrap().clone();
+        std::future::ready(ready(&exports).then_some(exports))
+    })
+    .await;
+    found.unwrap_or_else(|| {
+        panic!(
+            "{what}; seen: {:?}\nlogs:\n{}",
+            seen.lock().unwrap(),
+            product.logs()
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_environments_headers_go_with_every_export_over_grpc_and_http() {
+    const HEADERS: &str = "api-key=s3cr%20t%3D1, X-Tenant = blue";
+    let (grpc, grpc_seen) = grpc_collector(None).await;
+    let over_grpc = product(
+        "otlp-headers-grpc",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &grpc),
+            ("OTEL_EXPORTER_OTLP_HEADERS", HEADERS),
+        ],
+    )
+    .await;
+    let (http, http_seen) = http_collector(&[200]).await;
+    let over_http = product(
+        "otlp-headers-http",
+        &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &http),
+            ("OTEL_EXPORTER_OTLP_HEADERS", HEADERS),
+        ],
+    )
+    .await;
+    one_request(&over_grpc).await;
+    one_request(&over_http).await;
+
+    for (seen, service, content_type, path) in [
+        (&grpc_seen, &over_grpc, "application/grpc", "grpc"),
+        (
+            &http_seen,
+            &over_http,
+            "application/x-protobuf",
+            "/v1/traces",
+        ),
+    ] {
+        let exports = exports_once(seen, service, "the request's spans", |exports| {
+            exports
+                .iter()
+                .any(|e| e.spans.iter().any(|s| s == "GET /api/products"))
+        })
+        .await;
+        for export in &exports {
+            assert_eq!(export.path, path);
+            assert_eq!(export.header("api-key"), Some("s3cr t=1"), "{export:?}");
+            assert_eq!(export.header("x-tenant"), Some("blue"), "{export:?}");
+            assert_eq!(export.header("content-type"), Some(content_type));
+            let agent = export.header("user-agent").unwrap_or_default();
+            assert!(
+                agent.starts_with("async-micro-otlp-exporter-rust/"),
+                "{agent}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_briefly_unavailable_gets_the_batch_again_and_a_refusal_is_not_retried() {
+    // 503 is transient: the same batch is sent again and then delivered.
+    let (flaky, flaky_seen) = http_collector(&[503, 200]).await;
+    let retried = product(
+        "otlp-retry",
+        &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &flaky),
+        ],
+    )
+    .await;
+    // 400 is not: the batch is dropped and the failure logged.
+    let (refusing, refusing_seen) = http_collector(&[400]).await;
+    let refused = product(
+        "otlp-refused",
+        &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &refusing),
+        ],
+    )
+    .await;
+    one_request(&retried).await;
+    one_request(&refused).await;
+
+    let exports = exports_once(&flaky_seen, &retried, "the batch twice", |e| e.len() >= 2).await;
+    assert!(
+        exports[0].spans.contains(&"GET /api/products".to_string()),
+        "{exports:?}"
+    );
+    assert_eq!(exports[0].spans, exports[1].spans, "the same batch again");
+    assert!(
+        !retried.logs().contains("span export failed"),
+        "{}",
+        retried.logs()
+    );
+
+    exports_once(&refusing_seen, &refused, "the batch once", |e| {
+        !e.is_empty()
+    })
+    .await;
+    e2e_tests::eventually(Duration::from_secs(10), "the refusal logged", || {
+        std::future::ready(refused.logs().contains("span export failed").then_some(()))
+    })
+    .await;
+    // Longer than the three retries would have taken (100 + 200 + 400 ms
+    // and jitter): still the one request.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(refusing_seen.lock().unwrap().len(), 1, "not retried");
+    let logs = refused.logs();
+    assert!(logs.contains("HTTP 400"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_a_collector_refuses_in_a_partial_success_are_logged_with_its_reason() {
+    let (grpc, seen) = grpc_collector(Some(ExportTracePartialSuccess {
+        rejected_spans: 1,
+        error_message: "span too old".into(),
+    }))
+    .await;
+    let service = product("otlp-partial", &[("OTEL_EXPORTER_OTLP_ENDPOINT", &grpc)]).await;
+    one_request(&service).await;
+    exports_once(&seen, &service, "an export", |e| !e.is_empty()).await;
+    let logs = e2e_tests::eventually(Duration::from_secs(10), "the refusal logged", || {
+        let logs = service.logs();
+        std::future::ready(logs.contains("span export failed").then_some(logs))
+    })
+    .await;
+    assert!(
+        logs.contains("refused 1 of") && logs.contains("span too old"),
+        "{logs}"
+    );
+}
