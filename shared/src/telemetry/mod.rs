@@ -19,7 +19,11 @@ use opentelemetry_sdk::{
     trace::{BatchConfig, BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider},
     Resource,
 };
-use tracing_subscriber::{layer::SubscriberExt, EnvFilter, Layer};
+use tracing_subscriber::{
+    filter::Targets,
+    layer::{Filter, SubscriberExt},
+    EnvFilter, Layer,
+};
 
 pub use export_target::{ExportProtocol, ExportTarget, DEFAULT_EXPORT_TIMEOUT};
 pub use log_format::LogFormat;
@@ -260,9 +264,25 @@ fn platform_spans() -> tracing_subscriber::filter::Targets {
 /// `RUST_LOG` (default `info`). lapin logs every failed reconnect attempt as
 /// an error; the `Broker` already logs each connection state change once, so
 /// lapin is silenced unless `RUST_LOG` names it.
-fn log_filter() -> EnvFilter {
-    let directives = std::env::var("RUST_LOG")
-        .ok()
+///
+/// A plain list of `target=level` directives (what the README's examples
+/// use) becomes a [`Targets`] filter, which decides per callsite once.
+/// [`EnvFilter`] takes a lock and a hash lookup on every span's creation,
+/// entry, exit, record and close, for the span and field directives
+/// (`[span]=debug`) only it understands; a `RUST_LOG` with those still gets
+/// it (BENCHMARKS.md has what the lookups cost).
+fn log_filter<S>() -> Box<dyn Filter<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    log_filter_of(std::env::var("RUST_LOG").ok())
+}
+
+fn log_filter_of<S>(rust_log: Option<String>) -> Box<dyn Filter<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    let directives = rust_log
         .filter(|v| !v.trim().is_empty())
         .unwrap_or_else(|| "info".to_string());
     let directives = if directives.contains("lapin") {
@@ -270,10 +290,22 @@ fn log_filter() -> EnvFilter {
     } else {
         format!("{directives},lapin=off")
     };
-    EnvFilter::try_new(&directives).unwrap_or_else(|err| {
-        eprintln!("RUST_LOG={directives:?} is invalid ({err}); using info");
-        EnvFilter::new("info,lapin=off")
-    })
+    // `Targets` would read `[span]` as a target's name.
+    let span_or_field = directives.contains(['[', ']', '{', '}']);
+    if let (false, Ok(targets)) = (span_or_field, directives.parse::<Targets>()) {
+        return Box::new(targets);
+    }
+    match EnvFilter::try_new(&directives) {
+        Ok(filter) => Box::new(filter),
+        Err(err) => {
+            eprintln!("RUST_LOG={directives:?} is invalid ({err}); using info");
+            Box::new(
+                Targets::new()
+                    .with_default(tracing::Level::INFO)
+                    .with_target("lapin", tracing_subscriber::filter::LevelFilter::OFF),
+            )
+        }
+    }
 }
 
 /// An unsigned count or id as a span attribute value (`field = int_attribute(n)`).
@@ -364,6 +396,68 @@ fn resource(default_service_name: &str, version: &str) -> Resource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lines a fmt layer filtered by `log_filter_of(rust_log)` writes
+    /// for a few events.
+    fn logged_with(rust_log: &str) -> String {
+        use std::sync::{Arc, Mutex};
+        use tracing_subscriber::layer::SubscriberExt as _;
+
+        #[derive(Clone, Default)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let layer = tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .with_filter(log_filter_of(Some(rust_log.to_string())));
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "shared::amqp", "info-line");
+            tracing::debug!(target: "shared::http", "debug-in-http");
+            tracing::debug!(target: "backend", "debug-in-backend");
+            tracing::error!(target: "lapin::channel", "lapin-error");
+            let span = tracing::info_span!(target: "backend", "probe");
+            span.in_scope(|| tracing::debug!(target: "backend", "debug-in-probe"));
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        text
+    }
+
+    #[test]
+    fn rust_log_target_lists_span_directives_and_nonsense_each_filter_as_written() {
+        // A target list (a `Targets` filter): the target's own level, lapin off.
+        let logged = logged_with("info,shared::http=debug");
+        assert!(
+            logged.contains("info-line") && logged.contains("debug-in-http"),
+            "{logged}"
+        );
+        assert!(
+            !logged.contains("debug-in-backend") && !logged.contains("lapin-error"),
+            "{logged}"
+        );
+        // Naming lapin brings it back.
+        assert!(logged_with("info,lapin=error").contains("lapin-error"));
+        // A span directive (`EnvFilter`): debug inside that span only.
+        let logged = logged_with("info,[probe]=debug");
+        assert!(logged.contains("debug-in-probe"), "{logged}");
+        assert!(!logged.contains("debug-in-backend"), "{logged}");
+        // Nonsense: info, lapin off.
+        let logged = logged_with("info,=[[");
+        assert!(
+            logged.contains("info-line") && !logged.contains("debug-in-http"),
+            "{logged}"
+        );
+    }
 
     #[test]
     fn concurrent_exports_default_to_eight_and_refuse_what_is_not_1_to_64() {
