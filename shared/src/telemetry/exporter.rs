@@ -8,7 +8,7 @@ use std::{
 };
 
 use http::{
-    header::{CONTENT_TYPE, USER_AGENT as USER_AGENT_HEADER},
+    header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT as USER_AGENT_HEADER},
     uri::PathAndQuery,
     HeaderMap, HeaderValue, Request, Uri,
 };
@@ -65,6 +65,10 @@ impl FailureLog {
     fn succeeded(&mut self) -> bool {
         let recovered = self.failing;
         self.failing = false;
+        if recovered {
+            // The next outage is news: warned about at once.
+            self.last_logged = None;
+        }
         self.batches_since = 0;
         self.spans_since = 0;
         recovered
@@ -217,7 +221,9 @@ enum Transport {
 
 /// Why one attempt failed: worth another try or not.
 enum AttemptError {
-    Transient(String),
+    /// Worth another try, no sooner than the collector's `Retry-After`
+    /// if it gave one.
+    Transient(String, Option<Duration>),
     Permanent(String),
 }
 
@@ -242,18 +248,19 @@ impl Transport {
         let mut retries = 0;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let error = match tokio::time::timeout(left, self.send(body.clone(), left)).await {
-                Ok(Ok(None)) => return Outcome::Delivered,
-                Ok(Ok(Some((rejected, reason)))) => return Outcome::Rejected(rejected, reason),
-                Ok(Err(AttemptError::Permanent(error))) => return Outcome::Failed(error),
-                Ok(Err(AttemptError::Transient(error))) => error,
-                Err(_) => {
-                    return Outcome::Failed(format!(
-                        "no answer within {timeout:?} (OTEL_EXPORTER_OTLP_TIMEOUT)"
-                    ))
-                }
-            };
-            let pause = delay + jitter(FIRST_RETRY_DELAY);
+            let (error, retry_after) =
+                match tokio::time::timeout(left, self.send(body.clone(), left)).await {
+                    Ok(Ok(None)) => return Outcome::Delivered,
+                    Ok(Ok(Some((rejected, reason)))) => return Outcome::Rejected(rejected, reason),
+                    Ok(Err(AttemptError::Permanent(error))) => return Outcome::Failed(error),
+                    Ok(Err(AttemptError::Transient(error, after))) => (error, after),
+                    Err(_) => {
+                        return Outcome::Failed(format!(
+                            "no answer within {timeout:?} (OTEL_EXPORTER_OTLP_TIMEOUT)"
+                        ))
+                    }
+                };
+            let pause = (delay + jitter(FIRST_RETRY_DELAY)).max(retry_after.unwrap_or_default());
             if retries == RETRIES || Instant::now() + pause >= deadline {
                 return Outcome::Failed(error);
             }
@@ -275,7 +282,7 @@ impl Transport {
             } => {
                 let mut client = tonic::client::Grpc::new(channel.clone());
                 client.ready().await.map_err(|err| {
-                    AttemptError::Transient(format!("gRPC channel not ready: {err}"))
+                    AttemptError::Transient(format!("gRPC channel not ready: {err}"), None)
                 })?;
                 let mut request = tonic::Request::new(EncodedRequest(body));
                 *request.metadata_mut() = metadata.clone();
@@ -302,13 +309,21 @@ impl Transport {
                 let response = client
                     .request(request)
                     .await
-                    .map_err(|err| AttemptError::Transient(format!("HTTP request: {err}")))?;
+                    .map_err(|err| AttemptError::Transient(format!("HTTP request: {err}"), None))?;
                 let status = response.status();
                 if !status.is_success() {
                     let error = format!("the collector answered HTTP {status}");
-                    // The specification's retryable HTTP statuses.
+                    // The specification's retryable HTTP statuses; a
+                    // `Retry-After` in seconds is honoured (within the
+                    // export's timeout).
+                    let retry_after = response
+                        .headers()
+                        .get(RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
                     return Err(match status.as_u16() {
-                        429 | 502 | 503 | 504 => AttemptError::Transient(error),
+                        429 | 502 | 503 | 504 => AttemptError::Transient(error, retry_after),
                         _ => AttemptError::Permanent(error),
                     });
                 }
@@ -337,7 +352,7 @@ fn grpc_error(status: tonic::Status) -> AttemptError {
         | Code::Aborted
         | Code::OutOfRange
         | Code::Unavailable
-        | Code::DataLoss => AttemptError::Transient(error),
+        | Code::DataLoss => AttemptError::Transient(error, None),
         _ => AttemptError::Permanent(error),
     }
 }
@@ -461,5 +476,7 @@ mod tests {
         );
         assert!(log.succeeded());
         assert!(!log.succeeded());
+        // A new outage after the recovery is warned about at once.
+        assert_eq!(log.failed(2, start + Duration::from_secs(61)), Some((1, 2)));
     }
 }

@@ -290,6 +290,14 @@ where
     } else {
         format!("{directives},lapin=off")
     };
+    // Empty parts (`info,`) are nothing to `EnvFilter`, but `Targets` would
+    // read one as a bare level, ERROR, in place of the `info` before it.
+    let directives = directives
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(",");
     // `Targets` would read `[span]` as a target's name.
     let span_or_field = directives.contains(['[', ']', '{', '}']);
     if let (false, Ok(targets)) = (span_or_field, directives.parse::<Targets>()) {
@@ -443,6 +451,12 @@ mod tests {
         );
         assert!(
             !logged.contains("debug-in-backend") && !logged.contains("lapin-error"),
+            "{logged}"
+        );
+        // An empty part (`RUST_LOG="info,$EXTRA"`) changes nothing.
+        let logged = logged_with("info,,shared::http=debug,");
+        assert!(
+            logged.contains("info-line") && logged.contains("debug-in-http"),
             "{logged}"
         );
         // Naming lapin brings it back.

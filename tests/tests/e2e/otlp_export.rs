@@ -5,7 +5,7 @@
 
 use std::{
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use e2e_tests::{Service, ServiceProcess};
@@ -23,6 +23,11 @@ struct Export {
     /// Header names lowercase.
     headers: Vec<(String, String)>,
     spans: Vec<String>,
+    /// The spans' ids: what tells one batch from another.
+    span_ids: Vec<Vec<u8>>,
+    /// What the collector answered (HTTP status; 200 for gRPC's OK).
+    status: u16,
+    at: Instant,
 }
 
 impl Export {
@@ -41,6 +46,16 @@ fn span_names(request: &ExportTraceServiceRequest) -> Vec<String> {
         .flat_map(|r| &r.scope_spans)
         .flat_map(|s| &s.spans)
         .map(|s| s.name.clone())
+        .collect()
+}
+
+fn span_ids(request: &ExportTraceServiceRequest) -> Vec<Vec<u8>> {
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .map(|s| s.span_id.clone())
         .collect()
 }
 
@@ -66,11 +81,13 @@ impl TraceService for RecordingGrpc {
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("?").to_string()))
             .collect();
-        let spans = span_names(request.get_ref());
         self.seen.lock().unwrap().push(Export {
             path: "grpc".into(),
             headers,
-            spans,
+            spans: span_names(request.get_ref()),
+            span_ids: span_ids(request.get_ref()),
+            status: 200,
+            at: Instant::now(),
         });
         Ok(tonic::Response::new(ExportTraceServiceResponse {
             partial_success: self.partial.clone(),
@@ -95,7 +112,8 @@ async fn grpc_collector(partial: Option<ExportTracePartialSuccess>) -> (String, 
 }
 
 /// An HTTP/1.1 collector that records each request and answers the n-th
-/// with `statuses[n]` (the last one from then on).
+/// with `statuses[n]` (the last one from then on); a 429 comes with
+/// `Retry-After: 1`.
 async fn http_collector(statuses: &'static [u16]) -> (String, Seen) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
@@ -131,19 +149,29 @@ async fn http_collector(statuses: &'static [u16]) -> (String, Seen) {
                         .unwrap_or(0);
                     let mut body = vec![0; length];
                     socket.read_exact(&mut body).await.unwrap();
-                    let spans = ExportTraceServiceRequest::decode(body.as_slice())
-                        .map(|r| span_names(&r))
-                        .unwrap_or_else(|e| vec![format!("undecodable: {e}")]);
+                    let (spans, ids) = ExportTraceServiceRequest::decode(body.as_slice())
+                        .map(|r| (span_names(&r), span_ids(&r)))
+                        .unwrap_or_else(|e| (vec![format!("undecodable: {e}")], vec![]));
                     let status = {
                         let mut seen = recorded.lock().unwrap();
+                        let status = statuses[seen.len().min(statuses.len() - 1)];
                         seen.push(Export {
                             path,
                             headers,
                             spans,
+                            span_ids: ids,
+                            status,
+                            at: Instant::now(),
                         });
-                        statuses[(seen.len() - 1).min(statuses.len() - 1)]
+                        status
                     };
-                    let answer = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+                    let retry_after = if status == 429 {
+                        "retry-after: 1\r\n"
+                    } else {
+                        ""
+                    };
+                    let answer =
+                        format!("HTTP/1.1 {status} X\r\n{retry_after}content-length: 0\r\n\r\n");
                     if socket.get_mut().write_all(answer.as_bytes()).await.is_err() {
                         return;
                     }
@@ -252,15 +280,42 @@ async fn the_environments_headers_go_with_every_export_over_grpc_and_http() {
     }
 }
 
+/// Every batch the collector answered `retryable` with came again later
+/// and was then taken, and the request's server span was among those taken.
+fn every_refused_batch_came_again(exports: &[Export], retryable: u16) -> bool {
+    let taken = |batch: &Export| {
+        exports
+            .iter()
+            .any(|e| e.status == 200 && e.span_ids == batch.span_ids && e.at > batch.at)
+    };
+    exports.iter().any(|e| e.status == retryable)
+        && exports.iter().filter(|e| e.status == retryable).all(taken)
+        && exports
+            .iter()
+            .any(|e| e.status == 200 && e.spans.iter().any(|s| s == "GET /api/products"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collector_briefly_unavailable_gets_the_batch_again_and_a_refusal_is_not_retried() {
     // 503 is transient: the same batch is sent again and then delivered.
+    // (One request's spans may fall into more than one batch; each batch
+    // is checked on its own.)
     let (flaky, flaky_seen) = http_collector(&[503, 200]).await;
     let retried = product(
         "otlp-retry",
         &[
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &flaky),
+        ],
+    )
+    .await;
+    // 429 with `Retry-After: 1`: the batch comes again, a second later.
+    let (throttling, throttling_seen) = http_collector(&[429, 200]).await;
+    let throttled = product(
+        "otlp-retry-after",
+        &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &throttling),
         ],
     )
     .await;
@@ -275,18 +330,32 @@ async fn a_collector_briefly_unavailable_gets_the_batch_again_and_a_refusal_is_n
     )
     .await;
     one_request(&retried).await;
+    one_request(&throttled).await;
     one_request(&refused).await;
 
-    let exports = exports_once(&flaky_seen, &retried, "the batch twice", |e| e.len() >= 2).await;
-    assert!(
-        exports[0].spans.contains(&"GET /api/products".to_string()),
-        "{exports:?}"
-    );
-    assert_eq!(exports[0].spans, exports[1].spans, "the same batch again");
+    exports_once(&flaky_seen, &retried, "the 503 batch again", |e| {
+        every_refused_batch_came_again(e, 503)
+    })
+    .await;
     assert!(
         !retried.logs().contains("span export failed"),
         "{}",
         retried.logs()
+    );
+
+    let exports = exports_once(&throttling_seen, &throttled, "the 429 batch again", |e| {
+        every_refused_batch_came_again(e, 429)
+    })
+    .await;
+    let first = &exports[0];
+    let again = exports
+        .iter()
+        .find(|e| e.status == 200 && e.span_ids == first.span_ids)
+        .expect("the throttled batch again");
+    assert!(
+        again.at.duration_since(first.at) >= Duration::from_millis(950),
+        "sent again after {:?}, before the collector's Retry-After of 1 s",
+        again.at.duration_since(first.at)
     );
 
     exports_once(&refusing_seen, &refused, "the batch once", |e| {
@@ -298,9 +367,18 @@ async fn a_collector_briefly_unavailable_gets_the_batch_again_and_a_refusal_is_n
     })
     .await;
     // Longer than the three retries would have taken (100 + 200 + 400 ms
-    // and jitter): still the one request.
+    // and jitter): each batch still sent once.
     tokio::time::sleep(Duration::from_millis(1_200)).await;
-    assert_eq!(refusing_seen.lock().unwrap().len(), 1, "not retried");
+    let refused_batches: Vec<Vec<Vec<u8>>> = refusing_seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e.span_ids.clone())
+        .collect();
+    let mut distinct = refused_batches.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), refused_batches.len(), "not retried");
     let logs = refused.logs();
     assert!(logs.contains("HTTP 400"), "{logs}");
 }
