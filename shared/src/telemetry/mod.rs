@@ -253,8 +253,8 @@ where
 pub const PLATFORM_CRATES: &[&str] = &["shared", "gateway", "backend", "product", "worker"];
 
 /// INFO spans of [`PLATFORM_CRATES`], nothing else.
-fn platform_spans() -> tracing_subscriber::filter::Targets {
-    tracing_subscriber::filter::Targets::new().with_targets(
+fn platform_spans() -> Targets {
+    Targets::new().with_targets(
         PLATFORM_CRATES
             .iter()
             .map(|krate| (*krate, tracing::Level::INFO)),

@@ -196,6 +196,18 @@ async fn product(label: &str, vars: &[(&str, &str)]) -> ServiceProcess {
     ServiceProcess::start(Service::Product, &vars, label).await
 }
 
+/// The product service exporting OTLP/HTTP to `endpoint`.
+async fn over_http(label: &str, endpoint: &str) -> ServiceProcess {
+    product(
+        label,
+        &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ],
+    )
+    .await
+}
+
 async fn one_request(product: &ServiceProcess) {
     let status = reqwest::get(format!("{}/api/products", product.url()))
         .await
@@ -230,7 +242,7 @@ async fn exports_once(
 async fn the_environments_headers_go_with_every_export_over_grpc_and_http() {
     const HEADERS: &str = "api-key=s3cr%20t%3D1, X-Tenant = blue";
     let (grpc, grpc_seen) = grpc_collector(None).await;
-    let over_grpc = product(
+    let over_grpc_service = product(
         "otlp-headers-grpc",
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &grpc),
@@ -239,7 +251,7 @@ async fn the_environments_headers_go_with_every_export_over_grpc_and_http() {
     )
     .await;
     let (http, http_seen) = http_collector(&[200]).await;
-    let over_http = product(
+    let over_http_service = product(
         "otlp-headers-http",
         &[
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
@@ -248,14 +260,14 @@ async fn the_environments_headers_go_with_every_export_over_grpc_and_http() {
         ],
     )
     .await;
-    one_request(&over_grpc).await;
-    one_request(&over_http).await;
+    one_request(&over_grpc_service).await;
+    one_request(&over_http_service).await;
 
     for (seen, service, content_type, path) in [
-        (&grpc_seen, &over_grpc, "application/grpc", "grpc"),
+        (&grpc_seen, &over_grpc_service, "application/grpc", "grpc"),
         (
             &http_seen,
-            &over_http,
+            &over_http_service,
             "application/x-protobuf",
             "/v1/traces",
         ),
@@ -301,34 +313,13 @@ async fn a_collector_briefly_unavailable_gets_the_batch_again_and_a_refusal_is_n
     // (One request's spans may fall into more than one batch; each batch
     // is checked on its own.)
     let (flaky, flaky_seen) = http_collector(&[503, 200]).await;
-    let retried = product(
-        "otlp-retry",
-        &[
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &flaky),
-        ],
-    )
-    .await;
+    let retried = over_http("otlp-retry", &flaky).await;
     // 429 with `Retry-After: 1`: the batch comes again, a second later.
     let (throttling, throttling_seen) = http_collector(&[429, 200]).await;
-    let throttled = product(
-        "otlp-retry-after",
-        &[
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &throttling),
-        ],
-    )
-    .await;
+    let throttled = over_http("otlp-retry-after", &throttling).await;
     // 400 is not: the batch is dropped and the failure logged.
     let (refusing, refusing_seen) = http_collector(&[400]).await;
-    let refused = product(
-        "otlp-refused",
-        &[
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &refusing),
-        ],
-    )
-    .await;
+    let refused = over_http("otlp-refused", &refusing).await;
     one_request(&retried).await;
     one_request(&throttled).await;
     one_request(&refused).await;
