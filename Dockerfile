@@ -4,7 +4,9 @@
 # so editing code rebuilds only the last layers.
 
 # Not older than the workspace's rust-version (Cargo.toml; a test checks).
-FROM rust:1.94-slim-bookworm AS builder
+# The toolchain link-layout/*.order were written with: symbol names, and so
+# the code layout they give, depend on it (link-layout/mod.rs).
+FROM rust:1.95-slim-bookworm AS builder
 # make: jemalloc, the services' allocator, builds with its own configure and
 # make (the slim image has a C compiler but no make). Unpinned: bookworm's
 # make is the one its point releases ship.
@@ -37,7 +39,9 @@ RUN for crate in shared tests; do mkdir -p "$crate/src" && touch "$crate/src/lib
 # (tests/, trace-view/ and loadgen/ keep their stubs: they are workspace
 # members, but no image needs them.)
 
-# 2. The sources: only our crates recompile.
+# 2. The sources: only our crates recompile. The services' build scripts
+#    link by link-layout/ (release binaries' code laid out by use).
+COPY link-layout link-layout
 COPY shared shared
 COPY gateway gateway
 COPY backend backend

@@ -468,6 +468,24 @@ def scaling():
             + "\n".join(table) + image), default[1] / default[2]
 
 
+def text_symbols(binary):
+    """The function symbols `binary` defines."""
+    out = sh("nm", "--defined-only", str(binary))
+    return {parts[2] for parts in (line.split() for line in out.splitlines())
+            if len(parts) == 3 and parts[1] in "tTwW"}
+
+
+def layout_match(name):
+    """(listed, found): the functions link-layout/<name>.order lists and how
+    many of them the release binary has. Symbol names carry hashes of the
+    dependencies and the toolchain: a list written for another build lays
+    out less of the code (scripts/symbol-order.py writes it afresh)."""
+    listed = [line.strip() for line in (ROOT / "link-layout" / f"{name}.order").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
+    have = text_symbols(BIN / name)
+    return len(listed), sum(1 for symbol in listed if symbol in have)
+
+
 def memory():
     def rss(svc):
         return {n: {f: s.rss_mib(f) for f in ("VmRSS", "RssAnon", "RssFile")} for n, s in svc.items()}
@@ -494,10 +512,14 @@ def memory():
     table.append(f"| **all four** | {total(idle):.1f} | **{total(after):.1f}** "
                  f"({total(after) / ORIGINAL['rss_mib']:.2f}x the original's {ORIGINAL['rss_mib']}) "
                  f"| {total(after, 'RssAnon'):.1f} | {total(after, 'RssFile'):.1f} |")
+    matched = {name: layout_match(name) for name in ["gateway", "backend", "product", "worker"]}
+    layout = ", ".join(f"{name} {found:,} of {listed:,}" for name, (listed, found) in matched.items())
     return ("RSS from `/proc/<pid>/status` after start-up, and after 10 s of products, 10 s of POSTs "
             "(`wrk -c64`) and 10 s of `loadgen mixed --users 32`, split after the load into the anonymous "
             "pages (heap, stacks, allocator caches) and the file-backed ones (the binary's and the shared "
-            "libraries' code and read-only data, as much of them as the kernel mapped in).\n\n" + "\n".join(table))
+            "libraries' code and read-only data, as much of them as the kernel mapped in). The binaries' code "
+            f"is laid out by `link-layout/*.order` (functions listed there and found in this build: {layout}).\n\n"
+            + "\n".join(table))
 
 
 def cpu_seconds(pid):
@@ -782,7 +804,7 @@ def main():
         sys.exit("bench.py needs wrk: apt-get install wrk")
     if "instructions" in only and shutil.which("valgrind") is None:
         sys.exit("the instructions section needs valgrind: apt-get install valgrind")
-    subprocess.run(["cargo", "build", "--release", "--workspace", "--bins"], cwd=ROOT, check=True)
+    subprocess.run([str(ROOT / "scripts" / "build-release.sh")], check=True)
     BIN = target_dir()
     if "machine" in only:
         write_section("machine", machine())

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 
 scripts/ensure-rabbitmq.sh
 scripts/ensure-build-tools.sh
-cargo build --release --workspace --bins
+scripts/build-release.sh
 # Where cargo put the binaries: honours CARGO_TARGET_DIR and .cargo/config.
 target_dir=$(cargo metadata --format-version 1 --no-deps |
   sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')

@@ -620,6 +620,23 @@ fn the_dockerfile_builds_with_a_toolchain_the_workspace_supports() {
 }
 
 #[test]
+fn the_dockerfile_copies_what_the_services_build_scripts_include() {
+    // A build script's `#[path = "../dir/file.rs"]` module is outside the
+    // crate: an image build without `dir` fails at the last layer.
+    let dockerfile = read_repo_file("Dockerfile");
+    for service in ["gateway", "backend", "product", "worker"] {
+        let script = read_repo_file(&format!("{service}/build.rs"));
+        for line in script.lines().filter(|l| l.starts_with("#[path = \"../")) {
+            let dir = line["#[path = \"../".len()..].split('/').next().unwrap();
+            assert!(
+                dockerfile.contains(&format!("COPY {dir} {dir}")),
+                "{service}/build.rs includes ../{dir}, which the Dockerfile does not copy"
+            );
+        }
+    }
+}
+
+#[test]
 fn the_dockerfile_copies_every_workspace_members_manifest() {
     // Cargo refuses a workspace with a member's manifest missing: the
     // dependency layer needs all of them, images or not.
