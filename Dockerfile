@@ -4,9 +4,9 @@
 # so editing code rebuilds only the last layers.
 
 # Not older than the workspace's rust-version (Cargo.toml; a test checks).
-# The toolchain link-layout/*.order were written with: symbol names, and so
-# the code layout they give, depend on it (link-layout/mod.rs).
-FROM rust:1.95-slim-bookworm AS builder
+# Exactly the toolchain link-layout/*.order were written with: symbol names,
+# and so the code layout they give, depend on it (link-layout/mod.rs).
+FROM rust:1.95.0-slim-bookworm AS builder
 # make: jemalloc, the services' allocator, builds with its own configure and
 # make (the slim image has a C compiler but no make). Unpinned: bookworm's
 # make is the one its point releases ship.

@@ -469,21 +469,26 @@ def scaling():
 
 
 def text_symbols(binary):
-    """The function symbols `binary` defines."""
+    """The function symbols `binary` defines, with their addresses."""
     out = sh("nm", "--defined-only", str(binary))
-    return {parts[2] for parts in (line.split() for line in out.splitlines())
+    return {parts[2]: int(parts[0], 16) for parts in (line.split() for line in out.splitlines())
             if len(parts) == 3 and parts[1] in "tTwW"}
 
 
 def layout_match(name):
-    """(listed, found): the functions link-layout/<name>.order lists and how
-    many of them the release binary has. Symbol names carry hashes of the
-    dependencies and the toolchain: a list written for another build lays
-    out less of the code (scripts/symbol-order.py writes it afresh)."""
+    """(listed, found, laid out): the functions link-layout/<name>.order
+    lists, how many of them the release binary has, and whether it was
+    linked by the list (the first listed function it has opens `.text`).
+    Symbol names carry hashes of the dependencies and the toolchain: a list
+    written for another build lays out less of the code
+    (scripts/symbol-order.py writes it afresh)."""
     listed = [line.strip() for line in (ROOT / "link-layout" / f"{name}.order").read_text().splitlines()
               if line.strip() and not line.startswith("#")]
-    have = text_symbols(BIN / name)
-    return len(listed), sum(1 for symbol in listed if symbol in have)
+    addresses = text_symbols(BIN / name)
+    found = [symbol for symbol in listed if symbol in addresses]
+    text = re.search(r"\.text\s+PROGBITS\s+([0-9a-f]+)", sh("readelf", "-SW", str(BIN / name)))
+    laid_out = bool(found and text) and addresses[found[0]] - int(text.group(1), 16) < 64
+    return len(listed), len(found), laid_out
 
 
 def memory():
@@ -513,7 +518,8 @@ def memory():
                  f"({total(after) / ORIGINAL['rss_mib']:.2f}x the original's {ORIGINAL['rss_mib']}) "
                  f"| {total(after, 'RssAnon'):.1f} | {total(after, 'RssFile'):.1f} |")
     matched = {name: layout_match(name) for name in ["gateway", "backend", "product", "worker"]}
-    layout = ", ".join(f"{name} {found:,} of {listed:,}" for name, (listed, found) in matched.items())
+    layout = ", ".join(f"{name} {found:,} of {listed:,}" + ("" if laid_out else ", **not laid out**")
+                       for name, (listed, found, laid_out) in matched.items())
     return ("RSS from `/proc/<pid>/status` after start-up, and after 10 s of products, 10 s of POSTs "
             "(`wrk -c64`) and 10 s of `loadgen mixed --users 32`, split after the load into the anonymous "
             "pages (heap, stacks, allocator caches) and the file-backed ones (the binary's and the shared "

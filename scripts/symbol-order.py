@@ -95,21 +95,28 @@ def record(name):
     """`name`'s functions over start-up, the tour and a graceful stop."""
     with bench.platform_up(()) as (_, _, stack):
         out = stack.workdir / f"callgrind.{name}"
-        prefix = ["valgrind", "--tool=callgrind", "--demangle=no", f"--callgrind-out-file={out}"]
+        # Names as the linker sees them; recursion not split into `f'2`
+        # (a name the binary does not have).
+        prefix = ["valgrind", "--tool=callgrind", "--demangle=no", "--separate-recs=1",
+                  f"--callgrind-out-file={out}.%p"]
         traced = stack.start(name, prefix=prefix, timeout=180)
         for other in SERVICES:
             if other != name:
                 stack.start(other)
         tour(stack)
         traced.proc.send_signal(signal.SIGTERM)
-        traced.proc.wait(120)
-        return self_costs(out)
+        code = traced.proc.wait(120)
+        if code != 0:
+            raise RuntimeError(f"{name} exited with {code} under callgrind (its log: {stack.workdir / name}.log)")
+        return self_costs(Path(f"{out}.{traced.proc.pid}"))
 
 
-def check():
-    for name in SERVICES:
-        listed, found = bench.layout_match(name)
-        print(f"{name}: {found:,} of {listed:,} listed functions are in the build ({found / listed:.0%})")
+def check(services):
+    for name in services:
+        listed, found, laid_out = bench.layout_match(name)
+        share = f"{found / listed:.0%}" if listed else "an empty list"
+        state = "laid out" if laid_out else "NOT laid out by it (ASYNC_MICRO_LINK_LAYOUT=off, or another linker)"
+        print(f"{name}: {found:,} of {listed:,} listed functions are in the build ({share}); {state}")
 
 
 def main():
@@ -120,7 +127,7 @@ def main():
     subprocess.run([str(bench.ROOT / "scripts" / "build-release.sh")], check=True)
     bench.BIN = bench.target_dir()
     if args.check:
-        return check()
+        return check(args.services)
     for name in args.services:
         costs = record(name)
         have = bench.text_symbols(bench.BIN / name)
@@ -129,7 +136,8 @@ def main():
                   "# link-layout/mod.rs says why). Written by the script: do not edit.\n")
         (LAYOUT / f"{name}.order").write_text(header + "\n".join(ordered) + "\n")
         print(f"{name}: {len(ordered):,} functions", flush=True)
-    check()
+    subprocess.run([str(bench.ROOT / "scripts" / "build-release.sh")], check=True)
+    check(args.services)
 
 
 if __name__ == "__main__":

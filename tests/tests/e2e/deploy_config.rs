@@ -623,14 +623,27 @@ fn the_dockerfile_builds_with_a_toolchain_the_workspace_supports() {
 fn the_dockerfile_copies_what_the_services_build_scripts_include() {
     // A build script's `#[path = "../dir/file.rs"]` module is outside the
     // crate: an image build without `dir` fails at the last layer.
+    // And it must be there before the build that runs the scripts, with
+    // nothing of it left out of the build context.
     let dockerfile = read_repo_file("Dockerfile");
+    let last_build = dockerfile
+        .rfind("cargo build")
+        .expect("the Dockerfile builds");
+    let ignored = read_repo_file(".dockerignore");
     for service in ["gateway", "backend", "product", "worker"] {
         let script = read_repo_file(&format!("{service}/build.rs"));
         for line in script.lines().filter(|l| l.starts_with("#[path = \"../")) {
             let dir = line["#[path = \"../".len()..].split('/').next().unwrap();
+            let copy = dockerfile.find(&format!("COPY {dir} {dir}"));
             assert!(
-                dockerfile.contains(&format!("COPY {dir} {dir}")),
-                "{service}/build.rs includes ../{dir}, which the Dockerfile does not copy"
+                copy.is_some_and(|at| at < last_build),
+                "{service}/build.rs includes ../{dir}, which the Dockerfile does not copy before it builds"
+            );
+            assert!(
+                !ignored
+                    .lines()
+                    .any(|pattern| pattern.trim().starts_with(dir)),
+                ".dockerignore leaves {dir} out of the build context"
             );
         }
     }
