@@ -3,7 +3,7 @@
 binary runs, hottest first, for the linker to place together
 (link-layout/mod.rs says why).
 
-    scripts/symbol-order.py            # all four services (about 6 minutes)
+    scripts/symbol-order.py            # all four services (about 4 minutes)
     scripts/symbol-order.py backend    # one
     scripts/symbol-order.py --check    # how much of each order file the
                                        # current release build still has
