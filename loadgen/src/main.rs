@@ -24,6 +24,12 @@ use goose::prelude::*;
 
 use crate::{cli::Options, report::Summary};
 
+// jemalloc, as the services use: under glibc's malloc, allocation was
+// about a quarter of the load generator's CPU at a fixed rate, CPU the
+// services it measures share (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let options = match Options::parse(std::env::args().skip(1)) {
         Ok(options) => options,

@@ -21,6 +21,12 @@ use trace_view::{
     span_count, ExportTraceServiceRequest, Receiver, SpanSink,
 };
 
+// jemalloc, as the services use: decoding spans allocates a string or a
+// vector per field, and under glibc's malloc allocation took more of the
+// receiver's CPU than its own code (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const USAGE: &str = "\
 usage: trace-view [options]
 

@@ -6,21 +6,35 @@
 //! platform's contexts always hold. W3C Trace Context asks senders to avoid
 //! empty `tracestate` headers (receivers must accept them), and here one rode
 //! along with every proxied request, task message and status report.
+//!
+//! `traceparent` is written by [`w3c::traceparent`] rather than that
+//! propagator's `format!` of the ids' `Display`: about 4,000 instructions for
+//! each proxied request, published task and status report, against a few
+//! hundred (BENCHMARKS.md). Reading stays with OpenTelemetry's propagators.
 
 use opentelemetry::{
     propagation::{
         text_map_propagator::FieldIter, Extractor, Injector, TextMapCompositePropagator,
         TextMapPropagator,
     },
+    trace::TraceContextExt,
     Context,
 };
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+
+use super::w3c;
+
+const TRACEPARENT: &str = "traceparent";
+const TRACESTATE: &str = "tracestate";
 
 /// W3C `traceparent`, `tracestate` and `baggage`; a field whose value is
 /// empty is not written.
 #[derive(Debug)]
 pub struct W3cPropagator {
+    /// Reads both, and names the fields.
     inner: TextMapCompositePropagator,
+    /// Writes `baggage` (trace context is written here).
+    baggage: BaggagePropagator,
 }
 
 impl W3cPropagator {
@@ -35,6 +49,7 @@ impl W3cPropagator {
                 Box::new(TraceContextPropagator::new()),
                 Box::new(BaggagePropagator::new()),
             ]),
+            baggage: BaggagePropagator::new(),
         }
     }
 }
@@ -47,7 +62,19 @@ impl Default for W3cPropagator {
 
 impl TextMapPropagator for W3cPropagator {
     fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
-        self.inner.inject_context(cx, &mut NonEmptyFields(injector));
+        // What OpenTelemetry's trace-context propagator writes, for a valid
+        // context only.
+        let span = cx.span();
+        let span_context = span.span_context();
+        if let Some(traceparent) = w3c::traceparent(span_context) {
+            injector.set(TRACEPARENT, traceparent);
+            let state = span_context.trace_state().header();
+            if !state.is_empty() {
+                injector.set(TRACESTATE, state);
+            }
+        }
+        self.baggage
+            .inject_context(cx, &mut NonEmptyFields(injector));
     }
 
     fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
@@ -107,6 +134,48 @@ mod tests {
         );
         assert!(!fields.contains_key("tracestate"), "{fields:?}");
         assert!(!fields.contains_key("baggage"), "{fields:?}");
+    }
+
+    #[test]
+    fn trace_context_is_written_as_opentelemetrys_propagator_writes_it() {
+        let ids = [
+            (0x4bf92f3577b34da6a3ce929d0e0e4736, 0x00f067aa0ba902b7),
+            (1, 1),
+            (u128::MAX, u64::MAX),
+            (0, 1), // invalid: nothing is written
+            (1, 0),
+        ];
+        let states = [
+            TraceState::default(),
+            TraceState::from_key_value([("congo", "t61rcWkgMzE"), ("rojo", "00f067aa")]).unwrap(),
+        ];
+        // 0x03: a flag beside `sampled` that level 1 does not define.
+        let flags = [
+            TraceFlags::SAMPLED,
+            TraceFlags::NOT_SAMPLED,
+            TraceFlags::new(0x03),
+        ];
+        for (trace, span) in ids {
+            for state in &states {
+                for flags in flags {
+                    let cx = Context::new().with_remote_span_context(SpanContext::new(
+                        TraceId::from(trace),
+                        SpanId::from(span),
+                        flags,
+                        true,
+                        state.clone(),
+                    ));
+                    let mut expected = HashMap::new();
+                    TraceContextPropagator::new().inject_context(&cx, &mut expected);
+                    expected.retain(|_, value: &mut String| !value.is_empty());
+                    assert_eq!(
+                        injected(&cx),
+                        expected,
+                        "{trace:x} {span:x} {flags:?} {state:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

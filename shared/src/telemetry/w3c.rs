@@ -8,7 +8,7 @@
 //! request, a few per cent of a cheap one (BENCHMARKS.md); a table lookup per
 //! byte costs a few hundred.
 
-use opentelemetry::trace::{SpanContext, SpanId, TraceId};
+use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId};
 
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
@@ -37,6 +37,21 @@ pub fn span_id_hex(span_id: SpanId) -> String {
 /// The `traceparent` / `traceresponse` value naming `span_context`
 /// (`00-<trace-id>-<span-id>-<flags>`), `None` for an invalid context.
 pub fn header_value(span_context: &SpanContext) -> Option<String> {
+    written(span_context, span_context.trace_flags())
+}
+
+/// The `traceparent` a sender writes for `span_context`: as
+/// [`header_value`], with only the sampled flag of its flags (the one flag
+/// W3C Trace Context level 1 defines, and all OpenTelemetry's propagator
+/// sends).
+pub fn traceparent(span_context: &SpanContext) -> Option<String> {
+    written(
+        span_context,
+        span_context.trace_flags() & TraceFlags::SAMPLED,
+    )
+}
+
+fn written(span_context: &SpanContext, flags: TraceFlags) -> Option<String> {
     if !span_context.is_valid() {
         return None;
     }
@@ -46,14 +61,14 @@ pub fn header_value(span_context: &SpanContext) -> Option<String> {
     out.push('-');
     push_hex(&mut out, &span_context.span_id().to_bytes());
     out.push('-');
-    push_hex(&mut out, &[span_context.trace_flags().to_u8()]);
+    push_hex(&mut out, &[flags.to_u8()]);
     Some(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::trace::{TraceFlags, TraceState};
+    use opentelemetry::trace::TraceState;
 
     fn context(trace: u128, span: u64, flags: TraceFlags) -> SpanContext {
         SpanContext::new(
@@ -106,6 +121,26 @@ mod tests {
             .as_deref(),
             Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
         );
+    }
+
+    #[test]
+    fn traceparent_sends_only_the_sampled_flag() {
+        let ids = (0x0af7651916cd43dd8448eb211c80319c, 0xb7ad6b7169203331);
+        for (flags, written) in [
+            (TraceFlags::SAMPLED, "01"),
+            (TraceFlags::NOT_SAMPLED, "00"),
+            (TraceFlags::new(0x03), "01"),
+            (TraceFlags::new(0x02), "00"),
+        ] {
+            let context = context(ids.0, ids.1, flags);
+            assert_eq!(
+                traceparent(&context),
+                Some(format!(
+                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-{written}"
+                ))
+            );
+        }
+        assert_eq!(traceparent(&SpanContext::empty_context()), None);
     }
 
     #[test]
