@@ -43,13 +43,32 @@ pub(super) fn layer<S>(format: LogFormat) -> impl Layer<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    tracing_subscriber::fmt::layer()
-        .with_ansi(false)
-        .event_format(TraceAwareFormat { format })
-        // The lines name their span but never list its fields (those are in
-        // the trace), so the fields of every new span are not formatted:
-        // that was a tenth of a request's cost (BENCHMARKS.md).
-        .fmt_fields(NoSpanFields)
+    EventsOnly(
+        tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .event_format(TraceAwareFormat { format })
+            // The lines name their span but never list its fields (those are
+            // in the trace), so the fields of every new span are not
+            // formatted: that was a tenth of a request's cost (BENCHMARKS.md).
+            .fmt_fields(NoSpanFields),
+    )
+}
+
+/// A layer told of events only. The fmt layer keeps a record of its own on
+/// every span (formatted fields, which the lines here never print); the
+/// line's span name and ids come from the registry and the OpenTelemetry
+/// layer instead. Its filter still sees every callback (an `EnvFilter`'s
+/// span directives need them).
+struct EventsOnly<L>(L);
+
+impl<S, L> Layer<S> for EventsOnly<L>
+where
+    S: Subscriber,
+    L: Layer<S>,
+{
+    fn on_event(&self, event: &Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        self.0.on_event(event, ctx);
+    }
 }
 
 /// Formats nothing: the fmt layer would otherwise render every span's fields
