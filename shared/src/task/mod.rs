@@ -179,7 +179,7 @@ impl TaskMessage {
     /// Reads a task message off the queue, saying precisely what is wrong
     /// with one that is not a task (a poison message).
     pub fn decode(body: &[u8]) -> Result<Self, String> {
-        let value: Value =
+        let mut value: Value =
             serde_json::from_slice(body).map_err(|e| format!("not valid JSON: {e}"))?;
         let id = value
             .get("id")
@@ -193,8 +193,8 @@ impl TaskMessage {
             .parse::<TaskType>()
             .map_err(|e| e.to_string())?;
         let payload = value
-            .get("payload")
-            .cloned()
+            .get_mut("payload")
+            .map(Value::take)
             .unwrap_or_else(|| Value::Object(Default::default()));
         Ok(Self { id, kind, payload })
     }
@@ -264,6 +264,7 @@ pub struct StatusUpdate {
 /// `{"traceparent": "00-…"}`), so that applying it continues the task's own
 /// trace even when one message carries the reports of many tasks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "ReportFields")]
 pub struct StatusReport {
     /// The update.
     #[serde(flatten)]
@@ -271,6 +272,36 @@ pub struct StatusReport {
     /// Propagation fields of the reporting span; empty when the sender had none.
     #[serde(default, skip_serializing_if = "HashMap::is_empty")]
     pub trace_context: HashMap<String, String>,
+}
+
+/// A [`StatusReport`] as it is read: its fields side by side. (Reading a
+/// `flatten`ed field makes serde buffer every field of the object first.)
+#[derive(Deserialize)]
+struct ReportFields {
+    id: Uuid,
+    status: TaskStatus,
+    attempt: u32,
+    #[serde(default)]
+    result: Option<Value>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    trace_context: HashMap<String, String>,
+}
+
+impl From<ReportFields> for StatusReport {
+    fn from(fields: ReportFields) -> Self {
+        Self {
+            update: StatusUpdate {
+                id: fields.id,
+                status: fields.status,
+                attempt: fields.attempt,
+                result: fields.result,
+                error: fields.error,
+            },
+            trace_context: fields.trace_context,
+        }
+    }
 }
 
 impl StatusReport {
@@ -302,9 +333,11 @@ impl StatusReport {
     /// Reads a results-queue message: a JSON array of reports, or a single
     /// report object (what a producer that does not batch sends).
     pub fn decode_batch(body: &[u8]) -> Result<Vec<StatusReport>, serde_json::Error> {
-        match serde_json::from_slice::<Value>(body)? {
-            Value::Array(items) => items.into_iter().map(serde_json::from_value).collect(),
-            single => Ok(vec![serde_json::from_value(single)?]),
+        // Read straight into reports (not through a `Value`): the first byte
+        // that is not white space says which of the two it is.
+        match body.iter().find(|byte| !byte.is_ascii_whitespace()) {
+            Some(b'[') => serde_json::from_slice(body),
+            _ => serde_json::from_slice(body).map(|report| vec![report]),
         }
     }
 }
@@ -432,5 +465,29 @@ mod tests {
         assert_eq!(decoded[0].update, update);
         assert!(!decoded[0].context().span().span_context().is_valid());
         assert!(StatusReport::decode_batch(b"[1, 2]").is_err());
+        assert!(StatusReport::decode_batch(b"").is_err());
+        assert!(StatusReport::decode_batch(b"7").is_err());
+        assert!(StatusReport::decode_batch(br#"[{"id": "not a uuid"}]"#).is_err());
+        // White space first, fields in any order, unknown ones ignored, and
+        // the optional ones absent or null.
+        let body = format!(
+            " \n[{{\"attempt\": 2, \"status\": \"failed\", \"extra\": [1], \"error\": \"boom\", \"result\": null, \"id\": \"{}\"}}]",
+            Uuid::nil()
+        );
+        let decoded = StatusReport::decode_batch(body.as_bytes()).unwrap();
+        assert_eq!(
+            decoded,
+            [StatusReport {
+                update: StatusUpdate {
+                    id: Uuid::nil(),
+                    status: TaskStatus::Failed,
+                    attempt: 2,
+                    result: None,
+                    error: Some("boom".into()),
+                },
+                trace_context: HashMap::new(),
+            }]
+        );
+        assert_eq!(StatusReport::decode_batch(b" []").unwrap(), []);
     }
 }
