@@ -10,17 +10,19 @@
 //! `traceparent` is written by [`w3c::traceparent`] rather than that
 //! propagator's `format!` of the ids' `Display`: about 4,000 instructions for
 //! each proxied request, published task and status report, against a few
-//! hundred (BENCHMARKS.md). Reading stays with OpenTelemetry's propagators.
+//! hundred (BENCHMARKS.md). `traceparent` is read by
+//! [`w3c::parse_traceparent`] too, baggage by OpenTelemetry's propagator.
 
 use opentelemetry::{
     propagation::{
         text_map_propagator::FieldIter, Extractor, Injector, TextMapCompositePropagator,
         TextMapPropagator,
     },
-    trace::TraceContextExt,
+    trace::{SpanContext, TraceContextExt, TraceState},
     Context,
 };
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use std::str::FromStr;
 
 use super::w3c;
 
@@ -31,9 +33,9 @@ const TRACESTATE: &str = "tracestate";
 /// empty is not written.
 #[derive(Debug)]
 pub struct W3cPropagator {
-    /// Reads both, and names the fields.
+    /// Names the fields.
     inner: TextMapCompositePropagator,
-    /// Writes `baggage` (trace context is written here).
+    /// Reads and writes `baggage` (trace context is read and written here).
     baggage: BaggagePropagator,
 }
 
@@ -78,7 +80,22 @@ impl TextMapPropagator for W3cPropagator {
     }
 
     fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
-        self.inner.extract_with_context(cx, extractor)
+        // What OpenTelemetry's trace-context propagator reads (see
+        // `w3c::parse_traceparent` for where it is stricter), then baggage.
+        let with_parent = extractor
+            .get(TRACEPARENT)
+            .and_then(w3c::parse_traceparent)
+            .map(|(trace_id, span_id, flags)| {
+                let state = extractor
+                    .get(TRACESTATE)
+                    .and_then(|state| TraceState::from_str(state).ok())
+                    .unwrap_or_default();
+                SpanContext::new(trace_id, span_id, flags, true, state)
+            })
+            .filter(SpanContext::is_valid)
+            .map(|parent| cx.with_remote_span_context(parent));
+        self.baggage
+            .extract_with_context(with_parent.as_ref().unwrap_or(cx), extractor)
     }
 
     fn fields(&self) -> FieldIter<'_> {
@@ -175,6 +192,80 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    fn read(
+        traceparent: &str,
+        tracestate: Option<&str>,
+        propagator: &dyn TextMapPropagator,
+    ) -> SpanContext {
+        let mut fields = HashMap::new();
+        fields.insert("traceparent".to_string(), traceparent.to_string());
+        if let Some(state) = tracestate {
+            fields.insert("tracestate".to_string(), state.to_string());
+        }
+        propagator.extract(&fields).span().span_context().clone()
+    }
+
+    #[test]
+    fn trace_context_is_read_as_opentelemetrys_propagator_reads_it() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let span = "00f067aa0ba902b7";
+        let cases = [
+            format!("00-{id}-{span}-01"),
+            format!("00-{id}-{span}-00"),
+            format!("00-{id}-{span}-03"), // unknown flags dropped
+            format!("00-{id}-{span}-02"),
+            format!(" 00-{id}-{span}-01\t"),
+            format!("01-{id}-{span}-01-what-comes-later"),
+            format!("cc-{id}-{span}-01"),
+            // Not a context: each of these starts a new trace.
+            String::new(),
+            "00-not-a-trace-01".to_string(),
+            format!("00-{}-{span}-01", id.to_uppercase()),
+            format!("00-{id}-{}-01", "00F067AA0BA902B7"),
+            format!("00-{id}-{span}-0A"),
+            format!("00-{}-{span}-01", "0".repeat(32)),
+            format!("00-{id}-{}-01", "0".repeat(16)),
+            format!("ff-{id}-{span}-01"),
+            format!("0g-{id}-{span}-01"),
+            format!("00-{id}-{span}-01-extra"),
+            format!("00-{id}-{span}-0x"),
+            format!("00-{id}-{span}"),
+            format!("00_{id}_{span}_01"),
+        ];
+        for traceparent in &cases {
+            for state in [
+                None,
+                Some("congo=t61rcWkgMzE,rojo=00f067aa"),
+                Some("not a state"),
+            ] {
+                assert_eq!(
+                    read(traceparent, state, &W3cPropagator::new()),
+                    read(traceparent, state, &TraceContextPropagator::new()),
+                    "{traceparent:?} {state:?}"
+                );
+            }
+        }
+        assert!(read(&cases[0], None, &W3cPropagator::new()).is_valid());
+    }
+
+    #[test]
+    fn ids_shorter_than_w3cs_format_are_not_a_context() {
+        // OpenTelemetry's propagator takes these; W3C Trace Context asks
+        // receivers to ignore them.
+        for traceparent in [
+            "00-1-1-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-f067aa0ba902b7-01",
+            "00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+            "0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert!(
+                !read(traceparent, None, &W3cPropagator::new()).is_valid(),
+                "{traceparent}"
+            );
         }
     }
 
