@@ -26,7 +26,10 @@ use crate::{cli::Options, report::Summary};
 
 // jemalloc, as the services use: under glibc's malloc, allocation was
 // about a quarter of the load generator's CPU at a fixed rate, CPU the
-// services it measures share (BENCHMARKS.md).
+// services it measures share (BENCHMARKS.md). The workspace's compiled-in
+// options come with it (one arena, `.cargo/config.toml`); on a host with
+// many cores, `_RJEM_MALLOC_CONF=narenas:<cores>` lets its threads allocate
+// side by side.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

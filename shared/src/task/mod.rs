@@ -331,7 +331,9 @@ impl StatusReport {
     }
 
     /// Reads a results-queue message: a JSON array of reports, or a single
-    /// report object (what a producer that does not batch sends).
+    /// report object (what a producer that does not batch sends). A report
+    /// that names one of its fields twice is refused rather than guessed at
+    /// (serde's rule for structs); fields it does not know are ignored.
     pub fn decode_batch(body: &[u8]) -> Result<Vec<StatusReport>, serde_json::Error> {
         // Read straight into reports (not through a `Value`): the first byte
         // that is not white space says which of the two it is.
@@ -489,5 +491,10 @@ mod tests {
             }]
         );
         assert_eq!(StatusReport::decode_batch(b" []").unwrap(), []);
+        let twice = format!(
+            r#"{{"id": "{0}", "status": "failed", "attempt": 1, "id": "{0}"}}"#,
+            Uuid::nil()
+        );
+        assert!(StatusReport::decode_batch(twice.as_bytes()).is_err());
     }
 }

@@ -60,9 +60,11 @@ pub fn traceparent(span_context: &SpanContext) -> Option<String> {
 /// validity check.
 ///
 /// OpenTelemetry's propagator reads the same values through a split into a
-/// `Vec` and integer parsing, at several times the cost (BENCHMARKS.md); it
-/// also takes ids shorter than the format's, which W3C Trace Context asks
-/// receivers to ignore.
+/// `Vec` and integer parsing, at several times the cost (BENCHMARKS.md). It
+/// also takes what W3C Trace Context asks receivers to ignore, and this does
+/// not: fields of another width that still parse as numbers (`00-1-1-01`,
+/// ids with an extra leading zero, a `+` sign), a `-` after a version `00`
+/// value, and an uppercase version.
 pub fn parse_traceparent(value: &str) -> Option<(TraceId, SpanId, TraceFlags)> {
     let value = value.trim().as_bytes();
     let version = hex_bytes::<1>(value.get(0..2)?)?[0];
