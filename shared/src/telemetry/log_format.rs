@@ -46,19 +46,17 @@ where
     EventsOnly(
         tracing_subscriber::fmt::layer()
             .with_ansi(false)
-            .event_format(TraceAwareFormat { format })
-            // The lines name their span but never list its fields (those are
-            // in the trace), so the fields of every new span are not
-            // formatted: that was a tenth of a request's cost (BENCHMARKS.md).
-            .fmt_fields(NoSpanFields),
+            .event_format(TraceAwareFormat { format }),
     )
 }
 
-/// A layer told of events only. The fmt layer keeps a record of its own on
-/// every span (formatted fields, which the lines here never print); the
-/// line's span name and ids come from the registry and the OpenTelemetry
-/// layer instead. Its filter still sees every callback (an `EnvFilter`'s
-/// span directives need them).
+/// A layer told of events only. The lines name their span but never list
+/// its fields (those are in the trace), while the fmt layer, told of spans,
+/// formats every new span's fields and keeps them on the span: once a
+/// tenth of a request's cost, and still a record per span when it formatted
+/// nothing (BENCHMARKS.md). The line's span name and ids come from the
+/// registry and the OpenTelemetry layer instead. The layer's filter still
+/// sees every callback (an `EnvFilter`'s span directives need them).
 struct EventsOnly<L>(L);
 
 impl<S, L> Layer<S> for EventsOnly<L>
@@ -68,20 +66,6 @@ where
 {
     fn on_event(&self, event: &Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
         self.0.on_event(event, ctx);
-    }
-}
-
-/// Formats nothing: the fmt layer would otherwise render every span's fields
-/// into a string when the span is created.
-struct NoSpanFields;
-
-impl<'writer> FormatFields<'writer> for NoSpanFields {
-    fn format_fields<R: tracing_subscriber::field::RecordFields>(
-        &self,
-        _writer: Writer<'writer>,
-        _fields: R,
-    ) -> fmt::Result {
-        Ok(())
     }
 }
 
