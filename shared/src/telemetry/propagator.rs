@@ -14,14 +14,11 @@
 //! [`w3c::parse_traceparent`] too, baggage by OpenTelemetry's propagator.
 
 use opentelemetry::{
-    propagation::{
-        text_map_propagator::FieldIter, Extractor, Injector, TextMapCompositePropagator,
-        TextMapPropagator,
-    },
+    propagation::{text_map_propagator::FieldIter, Extractor, Injector, TextMapPropagator},
     trace::{SpanContext, TraceContextExt, TraceState},
     Context,
 };
-use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::propagation::BaggagePropagator;
 use std::str::FromStr;
 
 use super::w3c;
@@ -33,8 +30,8 @@ const TRACESTATE: &str = "tracestate";
 /// empty is not written.
 #[derive(Debug)]
 pub struct W3cPropagator {
-    /// Names the fields.
-    inner: TextMapCompositePropagator,
+    /// [`Self::FIELDS`], as `fields()` hands them out.
+    fields: Vec<String>,
     /// Reads and writes `baggage` (trace context is read and written here).
     baggage: BaggagePropagator,
 }
@@ -42,15 +39,12 @@ pub struct W3cPropagator {
 impl W3cPropagator {
     /// The headers (and message header keys) it reads and writes: a proxy
     /// writes these from its own span instead of copying the caller's.
-    pub const FIELDS: [&'static str; 3] = ["traceparent", "tracestate", "baggage"];
+    pub const FIELDS: [&'static str; 3] = [TRACEPARENT, TRACESTATE, "baggage"];
 
-    /// Trace context and baggage, in that order.
+    /// Trace context and baggage.
     pub fn new() -> Self {
         Self {
-            inner: TextMapCompositePropagator::new(vec![
-                Box::new(TraceContextPropagator::new()),
-                Box::new(BaggagePropagator::new()),
-            ]),
+            fields: Self::FIELDS.iter().map(|field| field.to_string()).collect(),
             baggage: BaggagePropagator::new(),
         }
     }
@@ -99,7 +93,7 @@ impl TextMapPropagator for W3cPropagator {
     }
 
     fn fields(&self) -> FieldIter<'_> {
-        self.inner.fields()
+        FieldIter::new(&self.fields)
     }
 }
 
@@ -123,6 +117,8 @@ mod tests {
         trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState},
         KeyValue,
     };
+
+    use opentelemetry_sdk::propagation::TraceContextPropagator;
 
     use super::*;
 
@@ -298,7 +294,7 @@ mod tests {
     fn its_fields_are_the_w3c_headers() {
         let propagator = W3cPropagator::new();
         let mut fields: Vec<&str> = propagator.fields().collect();
-        fields.sort_unstable(); // the composite keeps them in a set
+        fields.sort_unstable(); // their order is no part of the contract
         assert_eq!(fields, ["baggage", "traceparent", "tracestate"]);
         let mut named = W3cPropagator::FIELDS;
         named.sort_unstable();
