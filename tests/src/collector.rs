@@ -15,6 +15,8 @@ pub use trace_view::{ReceivedEvent, ReceivedSpan, SpanKind};
 struct Store(Mutex<Vec<ReceivedSpan>>);
 
 impl SpanSink for Store {
+    type Request = ExportTraceServiceRequest;
+
     fn accept(&self, request: ExportTraceServiceRequest) {
         let spans = flatten(request);
         if let Ok(mut store) = self.0.lock() {

@@ -15,4 +15,4 @@ pub mod span;
 
 pub use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 pub use receiver::{Receiver, SpanSink};
-pub use span::{flatten, span_count, ReceivedEvent, ReceivedSpan, SpanKind};
+pub use span::{flatten, span_count, ReceivedEvent, ReceivedSpan, SpanKind, SpanTally};

@@ -10,7 +10,10 @@
 use std::{
     io::{IsTerminal, Write},
     process::ExitCode,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     time::{Duration, Instant},
 };
 
@@ -18,12 +21,12 @@ use trace_view::{
     assembler::{Assembler, FinishedTrace, Limits},
     flatten,
     render::{self, Filter, Style},
-    span_count, ExportTraceServiceRequest, Receiver, SpanSink,
+    span_count, ExportTraceServiceRequest, Receiver, SpanSink, SpanTally,
 };
 
 // jemalloc, as the services use: decoding spans allocates a string or a
 // vector per field, and under glibc's malloc allocation took more of the
-// receiver's CPU than its own code (BENCHMARKS.md).
+// viewer's CPU than its own code (BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -129,7 +132,7 @@ fn port(flag: &str, raw: String) -> Result<u16, String> {
 struct View {
     options: Options,
     assembler: Mutex<Assembler>,
-    received: std::sync::atomic::AtomicU64,
+    received: AtomicU64,
 }
 
 impl View {
@@ -160,14 +163,11 @@ impl View {
 }
 
 impl SpanSink for View {
+    type Request = ExportTraceServiceRequest;
+
     fn accept(&self, request: ExportTraceServiceRequest) {
-        self.received.fetch_add(
-            span_count(&request) as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        if self.options.discard {
-            return;
-        }
+        self.received
+            .fetch_add(span_count(&request) as u64, Ordering::Relaxed);
         let spans = flatten(request);
         let evicted = match self.assembler.lock() {
             Ok(mut assembler) => assembler.add(spans, Instant::now()),
@@ -199,28 +199,53 @@ fn main() -> ExitCode {
     runtime.block_on(serve(options))
 }
 
+/// `--discard`: counts spans and drops them, decoding no more of a request
+/// than counting needs.
+#[derive(Default)]
+struct Discard {
+    received: AtomicU64,
+}
+
+impl SpanSink for Discard {
+    type Request = SpanTally;
+
+    fn accept(&self, request: SpanTally) {
+        self.received
+            .fetch_add(request.spans() as u64, Ordering::Relaxed);
+    }
+}
+
 async fn serve(options: Options) -> ExitCode {
     let grpc = format!("{}:{}", options.bind, options.grpc_port);
     let http = format!("{}:{}", options.bind, options.http_port);
+    if options.discard {
+        let sink = Arc::new(Discard::default());
+        let Some(receiver) =
+            listen(&grpc, &http, sink.clone(), "spans are counted and dropped").await
+        else {
+            return ExitCode::from(2);
+        };
+        shutdown_signal().await;
+        drop(receiver);
+        eprintln!(
+            "trace-view: stopped after {} spans",
+            sink.received.load(Ordering::Relaxed)
+        );
+        return ExitCode::SUCCESS;
+    }
     let limits = options.limits;
     let view = Arc::new(View {
         options,
         assembler: Mutex::new(Assembler::new(limits)),
         received: Default::default(),
     });
-    let receiver = match Receiver::start(&grpc, &http, view.clone()).await {
-        Ok(receiver) => receiver,
-        Err(err) => {
-            eprintln!("trace-view: cannot listen on {grpc} and {http}: {err}");
-            return ExitCode::from(2);
-        }
-    };
-    eprintln!(
-        "trace-view: OTLP on {} (gRPC) and http://{}/v1/traces; a trace is printed {} after its last span",
-        receiver.grpc_addr(),
-        receiver.http_addr(),
+    let what = format!(
+        "a trace is printed {} after its last span",
         humantime::format_duration(limits.quiet)
     );
+    let Some(receiver) = listen(&grpc, &http, view.clone(), &what).await else {
+        return ExitCode::from(2);
+    };
     let ticker_view = view.clone();
     let ticker = tokio::spawn(async move {
         let mut interval = tokio::time::interval(Duration::from_millis(100));
@@ -240,9 +265,28 @@ async fn serve(options: Options) -> ExitCode {
     view.print(pending);
     eprintln!(
         "trace-view: stopped after {} spans",
-        view.received.load(std::sync::atomic::Ordering::Relaxed)
+        view.received.load(Ordering::Relaxed)
     );
     ExitCode::SUCCESS
+}
+
+/// Starts the receiver for `sink` and says where it listens (`None`, said
+/// on stderr, if it cannot).
+async fn listen<S: SpanSink>(grpc: &str, http: &str, sink: Arc<S>, what: &str) -> Option<Receiver> {
+    match Receiver::start(grpc, http, sink).await {
+        Ok(receiver) => {
+            eprintln!(
+                "trace-view: OTLP on {} (gRPC) and http://{}/v1/traces; {what}",
+                receiver.grpc_addr(),
+                receiver.http_addr(),
+            );
+            Some(receiver)
+        }
+        Err(err) => {
+            eprintln!("trace-view: cannot listen on {grpc} and {http}: {err}");
+            None
+        }
+    }
 }
 
 async fn shutdown_signal() {

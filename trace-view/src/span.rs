@@ -132,6 +132,45 @@ impl ReceivedSpan {
     }
 }
 
+/// An export request decoded only as far as counting its spans needs:
+/// the nesting of `ExportTraceServiceRequest` (`resource_spans` →
+/// `scope_spans` → `spans`) down to each span, whose fields are checked
+/// for well-formedness and skipped, not decoded. For a sink that counts
+/// spans and drops them (`trace-view --discard`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SpanTally {
+    #[prost(message, repeated, tag = "1")]
+    resource_spans: Vec<TalliedResource>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct TalliedResource {
+    #[prost(message, repeated, tag = "2")]
+    scope_spans: Vec<TalliedScope>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct TalliedScope {
+    // A field-less message: prost skips what a span holds, and a vector of
+    // a zero-sized type never allocates.
+    #[prost(message, repeated, tag = "2")]
+    spans: Vec<SkippedSpan>,
+}
+
+#[derive(Clone, Copy, PartialEq, prost::Message)]
+struct SkippedSpan {}
+
+impl SpanTally {
+    /// How many spans the request carried.
+    pub fn spans(&self) -> usize {
+        self.resource_spans
+            .iter()
+            .flat_map(|resource| &resource.scope_spans)
+            .map(|scope| scope.spans.len())
+            .sum()
+    }
+}
+
 /// How many spans an export request carries.
 pub fn span_count(request: &ExportTraceServiceRequest) -> usize {
     request

@@ -2,11 +2,12 @@
 //! export to it and it prints each trace as a tree (the text is read back and
 //! its nesting checked against the trace's parent links); its filters; a
 //! flood of spans keeps its memory bounded; garbage on either port gets the
-//! protocol's error and the viewer keeps working.
+//! protocol's error and the viewer keeps working; `--discard` counts what it
+//! drops.
 
 use std::{
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::{Duration, Instant},
 };
 
@@ -23,10 +24,11 @@ use opentelemetry_proto::tonic::{
 use prost::Message;
 use serde_json::json;
 
-/// A `trace-view` process writing to a file; killed when dropped.
+/// A `trace-view` process writing to files; killed when dropped.
 struct Viewer {
     child: Child,
     output: PathBuf,
+    log: PathBuf,
     grpc_port: u16,
     http_port: u16,
 }
@@ -40,18 +42,20 @@ impl Viewer {
         let dir = bin_dir().join("e2e-logs").join("trace-view");
         std::fs::create_dir_all(&dir).unwrap();
         let output = dir.join(format!("{label}-{grpc_port}.txt"));
+        let log = dir.join(format!("{label}-{grpc_port}.log"));
         let child = Command::new(bin_dir().join("trace-view"))
             .args(["--grpc-port", &grpc_port.to_string()])
             .args(["--http-port", &http_port.to_string()])
             .args(["--quiet", "1s"])
             .args(args)
             .stdout(std::fs::File::create(&output).unwrap())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("trace-view is built by cargo build --workspace --bins");
         let viewer = Self {
             child,
             output,
+            log,
             grpc_port,
             http_port,
         };
@@ -73,6 +77,11 @@ impl Viewer {
 
     fn text(&self) -> String {
         std::fs::read_to_string(&self.output).unwrap_or_default()
+    }
+
+    /// What it wrote on stderr.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Waits until the output holds something `ready` accepts.
@@ -472,8 +481,90 @@ async fn garbage_on_either_port_gets_the_protocols_error_and_the_viewer_keeps_wo
         .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_discarding_sink_counts_every_span_on_both_ports_and_prints_none() {
+    let mut viewer = Viewer::start("discard", &["--discard", "--quiet", "100ms"]);
+    let http = reqwest::Client::new();
+    let spans = |first: u64, n: u64| (first..first + n).map(|i| span(i, i, 0)).collect();
+    // Two resources, the first with two scopes: 3 + 2 + 4 spans.
+    let nested = ExportTraceServiceRequest {
+        resource_spans: vec![
+            ResourceSpans {
+                scope_spans: vec![
+                    ScopeSpans {
+                        spans: spans(1, 3),
+                        ..ScopeSpans::default()
+                    },
+                    ScopeSpans {
+                        spans: spans(10, 2),
+                        ..ScopeSpans::default()
+                    },
+                ],
+                ..ResourceSpans::default()
+            },
+            ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: spans(20, 4),
+                    ..ScopeSpans::default()
+                }],
+                ..ResourceSpans::default()
+            },
+        ],
+    }
+    .encode_to_vec();
+    assert_eq!(export(&http, &viewer, nested.clone()).await.status(), 200);
+    assert_eq!(
+        grpc_export_raw(viewer.grpc_port, nested).await,
+        tonic::Code::Ok
+    );
+    assert_eq!(
+        export(&http, &viewer, request(spans(30, 5))).await.status(),
+        200
+    );
+
+    // A span is not decoded, but a malformed one is still refused: here
+    // its length runs past the end of the request.
+    let mut truncated = request(spans(40, 1));
+    truncated.truncate(truncated.len() - 10);
+    assert_eq!(
+        export(&http, &viewer, truncated.clone()).await.status(),
+        400
+    );
+    assert_ne!(
+        grpc_export_raw(viewer.grpc_port, truncated).await,
+        tonic::Code::Ok
+    );
+    // Only Export is served.
+    assert_eq!(
+        grpc_call_raw(
+            viewer.grpc_port,
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Other",
+            Vec::new()
+        )
+        .await,
+        tonic::Code::Unimplemented
+    );
+
+    assert!(viewer.is_running());
+    let printed = viewer.stop();
+    assert_eq!(printed, "", "a discarding viewer prints no trace");
+    let log = viewer.log();
+    assert!(log.contains("stopped after 23 spans"), "{log}");
+}
+
 /// `TraceService/Export` with `body` as the message, undecoded; the status.
 async fn grpc_export_raw(port: u16, body: Vec<u8>) -> tonic::Code {
+    grpc_call_raw(
+        port,
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        body,
+    )
+    .await
+}
+
+/// The gRPC method at `path` with `body` as the message, undecoded; the
+/// status.
+async fn grpc_call_raw(port: u16, path: &'static str, body: Vec<u8>) -> tonic::Code {
     use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
     struct Raw;
     struct RawEncoder;
@@ -514,9 +605,7 @@ async fn grpc_export_raw(port: u16, body: Vec<u8>) -> tonic::Code {
         .unwrap();
     let mut client = tonic::client::Grpc::new(channel);
     client.ready().await.unwrap();
-    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
-        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-    );
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
     match client.unary(tonic::Request::new(body), path, Raw).await {
         Ok(_) => tonic::Code::Ok,
         Err(status) => status.code(),
