@@ -5,22 +5,21 @@
 //! opentelemetry-proto's message structs (a `String` and a `Vec` per id, name
 //! and attribute), encodes those (computing nested lengths again at every
 //! level) and drops them: most of a service's export CPU at 100 % sampling
-//! (BENCHMARKS.md). Here each field goes into the output buffer once; the
-//! only pass before it adds up lengths. The result is the message
-//! opentelemetry-proto's conversion produces (tested by decoding one with the
-//! other's types).
+//! (BENCHMARKS.md). Here each field goes into the output buffer once, in
+//! one pass (see [`Writer`]). The result is the bytes prost writes for the
+//! message opentelemetry-proto's conversion produces (tested against both).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::{
+    cmp::Ordering,
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use opentelemetry::{
-    trace::{SpanContext, SpanId, SpanKind, Status},
+    trace::{SpanContext, SpanId, SpanKind, Status, TraceState},
     Array, InstrumentationScope, KeyValue, Value,
 };
 use opentelemetry_sdk::{trace::SpanData, Resource};
-use prost::{
-    bytes::BufMut,
-    encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType},
-};
+use prost::encoding::{encode_varint, encoded_len_varint, WireType};
 
 /// The part of every request that depends only on the service: its
 /// resource, encoded once when the SDK hands it over.
@@ -45,107 +44,108 @@ impl EncodedResource {
     }
 }
 
+/// What a span usually takes encoded, to size the buffer up front.
+const TYPICAL_SPAN_BYTES: usize = 256;
+
 /// `spans` as one `ExportTraceServiceRequest` of `resource`, grouped by
 /// instrumentation scope in the order the scopes first appear.
 pub(super) fn encode_request(resource: &EncodedResource, spans: &[SpanData]) -> Vec<u8> {
-    let request = Request::new(resource, spans);
-    let mut buffer = Vec::with_capacity(request.encoded_len());
-    request.write(&mut Writer(&mut buffer));
+    let mut groups: Vec<(&InstrumentationScope, Vec<&SpanData>)> = Vec::new();
+    for span in spans {
+        // A service's spans come from one or two scopes: a scan beats
+        // hashing each span's scope.
+        match groups
+            .iter_mut()
+            .find(|(scope, _)| same_scope(scope, &span.instrumentation_scope))
+        {
+            Some((_, members)) => members.push(span),
+            None => groups.push((&span.instrumentation_scope, vec![span])),
+        }
+    }
+    let mut buffer =
+        Vec::with_capacity(resource.attributes.len() + spans.len() * TYPICAL_SPAN_BYTES + 64);
+    let mut out = Writer(&mut buffer);
+    // ResourceSpans and ScopeSpans: a few kB to a few MB, three-byte lengths.
+    out.nested::<3>(1, |out| {
+        out.bytes(1, &resource.attributes);
+        for (scope, members) in &groups {
+            out.nested::<3>(2, |out| {
+                out.message(1, &ScopeBody(scope));
+                for span in members {
+                    // A span: 128 bytes to 16 kB, a two-byte length.
+                    out.nested::<2>(2, |out| SpanBody(span).write(out));
+                }
+                out.string(3, scope.schema_url().unwrap_or_default());
+            });
+        }
+        out.string(3, &resource.schema_url);
+    });
     buffer
 }
 
-/// The request's layout: spans grouped by scope, with each span's length
-/// computed once.
-struct Request<'a> {
-    resource: &'a EncodedResource,
-    groups: Vec<ScopeGroup<'a>>,
-    /// The `ResourceSpans` message's body length.
-    resource_spans_len: usize,
+/// Whether two spans have the same scope. The spans of one tracer hold
+/// clones of its scope, whose strings are the same `'static` ones: telling
+/// that from their addresses spares the comparison by value (and the two
+/// vectors OpenTelemetry's `==` builds to compare attributes).
+fn same_scope(a: &InstrumentationScope, b: &InstrumentationScope) -> bool {
+    fn same(a: Option<&str>, b: Option<&str>) -> bool {
+        match (a, b) {
+            (Some(a), Some(b)) => std::ptr::eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+    let shared = same(Some(a.name()), Some(b.name()))
+        && same(a.version(), b.version())
+        && same(a.schema_url(), b.schema_url())
+        && a.attributes().next().is_none()
+        && b.attributes().next().is_none();
+    shared || a == b
 }
 
-struct ScopeGroup<'a> {
-    scope: &'a InstrumentationScope,
-    /// Each span with the length of its message body.
-    spans: Vec<(&'a SpanData, usize)>,
-    body_len: usize,
+/// A message body.
+trait Body {
+    fn write(&self, out: &mut Writer<'_>);
 }
 
-impl<'a> Request<'a> {
-    fn new(resource: &'a EncodedResource, spans: &'a [SpanData]) -> Self {
-        let mut groups: Vec<ScopeGroup<'a>> = Vec::new();
-        for span in spans {
-            let len = Counter::body_len(&SpanBody(span));
-            // A service's spans come from one or two scopes: a scan beats
-            // hashing each span's scope.
-            match groups
-                .iter_mut()
-                .find(|group| *group.scope == span.instrumentation_scope)
-            {
-                Some(group) => group.spans.push((span, len)),
-                None => groups.push(ScopeGroup {
-                    scope: &span.instrumentation_scope,
-                    spans: vec![(span, len)],
-                    body_len: 0,
-                }),
-            }
-        }
-        for group in &mut groups {
-            let mut counter = Counter(0);
-            group.write_header(&mut counter);
-            for &(_, len) in &group.spans {
-                counter.0 += delimited_len(2, len);
-            }
-            group.body_len = counter.0;
-        }
-        let resource_spans_len = delimited_len(1, resource.attributes.len())
-            + groups
-                .iter()
-                .map(|group| delimited_len(2, group.body_len))
-                .sum::<usize>()
-            + string_len(3, &resource.schema_url);
-        Self {
-            resource,
-            groups,
-            resource_spans_len,
+/// Writes fields in one pass. A nested message's length is not known
+/// before its body is written: the body goes in after room for a length
+/// of the size its kind usually needs (`GUESS` bytes), and moves only when the length
+/// turns out to need another size. (Adding up lengths first walked every
+/// span, and every attribute at each level of nesting, twice or more.) The
+/// output is the canonical encoding, byte for byte what prost writes.
+struct Writer<'a>(&'a mut Vec<u8>);
+
+impl Writer<'_> {
+    /// A field's key: one byte for every field of OTLP's trace messages but
+    /// `Span.flags` (tag 16).
+    fn key(&mut self, tag: u32, wire_type: WireType) {
+        self.varint_value(u64::from(tag << 3 | wire_type as u32));
+    }
+
+    /// A varint, the one-byte case (keys, most lengths) without prost's
+    /// loop.
+    #[inline(always)]
+    fn varint_value(&mut self, value: u64) {
+        if value < 0x80 {
+            self.0.push(value as u8);
+        } else {
+            encode_varint(value, self.0);
         }
     }
 
-    fn encoded_len(&self) -> usize {
-        delimited_len(1, self.resource_spans_len)
-    }
-
-    fn write<B: BufMut>(&self, out: &mut Writer<'_, B>) {
-        out.header(1, self.resource_spans_len);
-        out.header(1, self.resource.attributes.len());
-        out.0.put_slice(&self.resource.attributes);
-        for group in &self.groups {
-            out.header(2, group.body_len);
-            group.write_header(out);
-            for &(span, len) in &group.spans {
-                out.header(2, len);
-                SpanBody(span).write(out);
-            }
+    #[inline]
+    fn bytes(&mut self, tag: u32, value: &[u8]) {
+        let key = tag << 3 | WireType::LengthDelimited as u32;
+        if key < 0x80 && value.len() < 0x80 {
+            // Most fields: the key and the length in one write.
+            self.0.extend_from_slice(&[key as u8, value.len() as u8]);
+        } else {
+            self.varint_value(u64::from(key));
+            self.varint_value(value.len() as u64);
         }
-        out.string(3, &self.resource.schema_url);
+        self.0.extend_from_slice(value);
     }
-}
-
-impl ScopeGroup<'_> {
-    /// The `ScopeSpans` fields other than its spans.
-    fn write_header(&self, out: &mut impl Out) {
-        out.message(1, &ScopeBody(self.scope));
-        out.string(3, self.scope.schema_url().unwrap_or_default());
-    }
-}
-
-/// Where encoded fields go: the output buffer, or a counter of their length.
-trait Out {
-    fn bytes(&mut self, tag: u32, value: &[u8]);
-    fn varint(&mut self, tag: u32, value: u64);
-    fn fixed64(&mut self, tag: u32, value: u64);
-    fn fixed32(&mut self, tag: u32, value: u32);
-    /// A nested message (written even when empty).
-    fn message(&mut self, tag: u32, body: &impl Body);
 
     /// A string field; proto3 leaves an empty one out.
     fn string(&mut self, tag: u32, value: &str) {
@@ -153,92 +153,55 @@ trait Out {
             self.bytes(tag, value.as_bytes());
         }
     }
-}
-
-/// A message body, written the same way to either [`Out`].
-trait Body {
-    fn write(&self, out: &mut impl Out);
-}
-
-struct Writer<'a, B: BufMut>(&'a mut B);
-
-impl<B: BufMut> Writer<'_, B> {
-    /// The key and length of a length-delimited field.
-    fn header(&mut self, tag: u32, len: usize) {
-        encode_key(tag, WireType::LengthDelimited, self.0);
-        encode_varint(len as u64, self.0);
-    }
-}
-
-impl<B: BufMut> Out for Writer<'_, B> {
-    fn bytes(&mut self, tag: u32, value: &[u8]) {
-        self.header(tag, value.len());
-        self.0.put_slice(value);
-    }
 
     fn varint(&mut self, tag: u32, value: u64) {
-        encode_key(tag, WireType::Varint, self.0);
-        encode_varint(value, self.0);
+        self.key(tag, WireType::Varint);
+        self.varint_value(value);
     }
 
     fn fixed64(&mut self, tag: u32, value: u64) {
-        encode_key(tag, WireType::SixtyFourBit, self.0);
-        self.0.put_u64_le(value);
+        self.key(tag, WireType::SixtyFourBit);
+        self.0.extend_from_slice(&value.to_le_bytes());
     }
 
     fn fixed32(&mut self, tag: u32, value: u32) {
-        encode_key(tag, WireType::ThirtyTwoBit, self.0);
-        self.0.put_u32_le(value);
+        self.key(tag, WireType::ThirtyTwoBit);
+        self.0.extend_from_slice(&value.to_le_bytes());
     }
 
+    /// A small nested message (written even when empty): a one-byte
+    /// length.
     fn message(&mut self, tag: u32, body: &impl Body) {
-        self.header(tag, Counter::body_len(body));
-        body.write(self);
-    }
-}
-
-/// Adds up encoded lengths.
-struct Counter(usize);
-
-impl Counter {
-    fn body_len(body: &impl Body) -> usize {
-        let mut counter = Counter(0);
-        body.write(&mut counter);
-        counter.0
-    }
-}
-
-impl Out for Counter {
-    fn bytes(&mut self, tag: u32, value: &[u8]) {
-        self.0 += delimited_len(tag, value.len());
+        self.nested::<1>(tag, |out| body.write(out));
     }
 
-    fn varint(&mut self, tag: u32, value: u64) {
-        self.0 += key_len(tag) + encoded_len_varint(value);
-    }
-
-    fn fixed64(&mut self, tag: u32, _: u64) {
-        self.0 += key_len(tag) + 8;
-    }
-
-    fn fixed32(&mut self, tag: u32, _: u32) {
-        self.0 += key_len(tag) + 4;
-    }
-
-    fn message(&mut self, tag: u32, body: &impl Body) {
-        self.0 += delimited_len(tag, Counter::body_len(body));
-    }
-}
-
-fn delimited_len(tag: u32, len: usize) -> usize {
-    key_len(tag) + encoded_len_varint(len as u64) + len
-}
-
-fn string_len(tag: u32, value: &str) -> usize {
-    if value.is_empty() {
-        0
-    } else {
-        delimited_len(tag, value.len())
+    /// A nested message whose length usually takes `GUESS` bytes.
+    fn nested<const GUESS: usize>(&mut self, tag: u32, body: impl FnOnce(&mut Self)) {
+        self.key(tag, WireType::LengthDelimited);
+        let at = self.0.len();
+        self.0.extend_from_slice(&[0; GUESS]);
+        body(self);
+        let len = self.0.len() - at - GUESS;
+        let size = encoded_len_varint(len as u64);
+        if size == 1 && GUESS == 1 {
+            self.0[at] = len as u8;
+            return;
+        }
+        match size.cmp(&GUESS) {
+            Ordering::Equal => {}
+            Ordering::Greater => {
+                self.0.splice(at..at, std::iter::repeat_n(0, size - GUESS));
+            }
+            Ordering::Less => {
+                self.0.drain(at..at + GUESS - size);
+            }
+        }
+        let mut rest = len as u64;
+        for (i, byte) in self.0[at..at + size].iter_mut().enumerate() {
+            let more = if i + 1 < size { 0x80 } else { 0 };
+            *byte = (rest & 0x7f) as u8 | more;
+            rest >>= 7;
+        }
     }
 }
 
@@ -246,12 +209,12 @@ fn string_len(tag: u32, value: &str) -> usize {
 struct SpanBody<'a>(&'a SpanData);
 
 impl Body for SpanBody<'_> {
-    fn write(&self, out: &mut impl Out) {
+    fn write(&self, out: &mut Writer<'_>) {
         let span = self.0;
         let context = &span.span_context;
         out.bytes(1, &context.trace_id().to_bytes());
         out.bytes(2, &context.span_id().to_bytes());
-        out.string(3, &context.trace_state().header());
+        trace_state(out, 3, context.trace_state());
         if span.parent_span_id != SpanId::INVALID {
             out.bytes(4, &span.parent_span_id.to_bytes());
         }
@@ -278,7 +241,7 @@ impl Body for SpanBody<'_> {
 struct EventBody<'a>(&'a opentelemetry::trace::Event);
 
 impl Body for EventBody<'_> {
-    fn write(&self, out: &mut impl Out) {
+    fn write(&self, out: &mut Writer<'_>) {
         let event = self.0;
         nonzero_fixed64(out, 1, unix_nanos(event.timestamp));
         out.string(2, &event.name);
@@ -291,12 +254,12 @@ impl Body for EventBody<'_> {
 struct LinkBody<'a>(&'a opentelemetry::trace::Link);
 
 impl Body for LinkBody<'_> {
-    fn write(&self, out: &mut impl Out) {
+    fn write(&self, out: &mut Writer<'_>) {
         let link = self.0;
         let context = &link.span_context;
         out.bytes(1, &context.trace_id().to_bytes());
         out.bytes(2, &context.span_id().to_bytes());
-        out.string(3, &context.trace_state().header());
+        trace_state(out, 3, context.trace_state());
         attributes(out, 4, &link.attributes);
         nonzero_varint(out, 5, link.dropped_attributes_count.into());
         out.fixed32(6, span_flags(context, context.is_remote()));
@@ -307,7 +270,7 @@ impl Body for LinkBody<'_> {
 struct StatusBody<'a>(&'a Status);
 
 impl Body for StatusBody<'_> {
-    fn write(&self, out: &mut impl Out) {
+    fn write(&self, out: &mut Writer<'_>) {
         match self.0 {
             Status::Unset => {}
             Status::Ok => out.varint(3, 1),
@@ -323,7 +286,7 @@ impl Body for StatusBody<'_> {
 struct ScopeBody<'a>(&'a InstrumentationScope);
 
 impl Body for ScopeBody<'_> {
-    fn write(&self, out: &mut impl Out) {
+    fn write(&self, out: &mut Writer<'_>) {
         let scope = self.0;
         out.string(1, scope.name());
         out.string(2, scope.version().unwrap_or_default());
@@ -337,13 +300,13 @@ impl Body for ScopeBody<'_> {
 struct Attribute<'a>(&'a str, &'a Value);
 
 impl Body for Attribute<'_> {
-    fn write(&self, out: &mut impl Out) {
+    fn write(&self, out: &mut Writer<'_>) {
         out.string(1, self.0);
         out.message(2, &AnyValue(self.1));
     }
 }
 
-fn attributes(out: &mut impl Out, tag: u32, attributes: &[KeyValue]) {
+fn attributes(out: &mut Writer<'_>, tag: u32, attributes: &[KeyValue]) {
     for attribute in attributes {
         out.message(tag, &Attribute(attribute.key.as_str(), &attribute.value));
     }
@@ -353,7 +316,7 @@ fn attributes(out: &mut impl Out, tag: u32, attributes: &[KeyValue]) {
 struct AnyValue<'a>(&'a Value);
 
 impl Body for AnyValue<'_> {
-    fn write(&self, out: &mut impl Out) {
+    fn write(&self, out: &mut Writer<'_>) {
         match self.0 {
             Value::String(value) => out.bytes(1, value.as_str().as_bytes()),
             Value::Bool(value) => out.varint(2, u64::from(*value)),
@@ -371,7 +334,7 @@ impl Body for AnyValue<'_> {
 struct ArrayBody<'a>(&'a Array);
 
 impl Body for ArrayBody<'_> {
-    fn write(&self, out: &mut impl Out) {
+    fn write(&self, out: &mut Writer<'_>) {
         match self.0 {
             Array::Bool(values) => values
                 .iter()
@@ -395,18 +358,25 @@ impl Body for ArrayBody<'_> {
 struct StringValue<'a>(&'a str);
 
 impl Body for StringValue<'_> {
-    fn write(&self, out: &mut impl Out) {
+    fn write(&self, out: &mut Writer<'_>) {
         out.bytes(1, self.0.as_bytes());
     }
 }
 
-fn nonzero_varint(out: &mut impl Out, tag: u32, value: u64) {
+/// A `tracestate` string; nearly always none, so not built.
+fn trace_state(out: &mut Writer<'_>, tag: u32, state: &TraceState) {
+    if *state != TraceState::NONE {
+        out.string(tag, &state.header());
+    }
+}
+
+fn nonzero_varint(out: &mut Writer<'_>, tag: u32, value: u64) {
     if value != 0 {
         out.varint(tag, value);
     }
 }
 
-fn nonzero_fixed64(out: &mut impl Out, tag: u32, value: u64) {
+fn nonzero_fixed64(out: &mut Writer<'_>, tag: u32, value: u64) {
     if value != 0 {
         out.fixed64(tag, value);
     }
@@ -597,8 +567,8 @@ mod tests {
         let decoded = ExportTraceServiceRequest::decode(encoded.as_slice()).unwrap();
         let expected = expected(&resource, spans);
         assert_eq!(decoded, expected);
-        // Same fields, same values, nothing extra: the same size as prost's.
-        assert_eq!(encoded.len(), expected.encoded_len());
+        // Same fields in the same order, lengths in their shortest form.
+        assert_eq!(encoded, expected.encode_to_vec());
         assert_eq!(decoded.resource_spans[0].scope_spans.len(), 2, "two scopes");
     }
 
@@ -609,10 +579,34 @@ mod tests {
         let decoded = ExportTraceServiceRequest::decode(encoded.as_slice()).unwrap();
         let expected = expected(&resource, vec![]);
         assert_eq!(decoded, expected);
-        assert_eq!(encoded.len(), expected.encoded_len());
+        assert_eq!(encoded, expected.encode_to_vec());
         // And a resource never set (the exporter's state before the SDK
         // hands it over) is an empty one.
         let unset = encode_request(&EncodedResource::default(), &[]);
         assert_eq!(unset, encoded);
+    }
+
+    /// Every length size around the writer's guesses: nested messages of
+    /// 0-127, 128-16,383, 16,384-2,097,151 bytes and beyond, so every guess
+    /// is met, exceeded and undershot.
+    #[test]
+    fn lengths_of_every_size_are_written_in_their_shortest_form() {
+        let resource = Resource::builder_empty()
+            .with_service_name("product-service")
+            .build();
+        let sized = |len: usize| {
+            let mut span = spans().swap_remove(1);
+            span.attributes = vec![KeyValue::new("padding", "x".repeat(len))];
+            span
+        };
+        let lengths = [0, 100, 127, 128, 200, 16_383, 16_384, 40_000, 2_100_000];
+        let batch: Vec<SpanData> = lengths.into_iter().map(sized).collect();
+        let encoded = encode_request(&EncodedResource::new(&resource), &batch);
+        assert_eq!(encoded, expected(&resource, batch.clone()).encode_to_vec());
+        for span in batch {
+            let one = [span];
+            let encoded = encode_request(&EncodedResource::new(&resource), &one);
+            assert_eq!(encoded, expected(&resource, one.to_vec()).encode_to_vec());
+        }
     }
 }
