@@ -27,7 +27,7 @@ fn init_tracing() {
     PROVIDER.get_or_init(|| {
         shared::telemetry::install_propagator();
         let provider = SdkTracerProvider::builder().build();
-        let layer = shared::telemetry::span_layer(&provider, "in-process-tests");
+        let layer = shared::telemetry::span_layer(&provider);
         // Another test of this binary may have installed one first: then
         // that one stays, which is fine for these tests.
         let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));

@@ -13,7 +13,7 @@ mod otlp_encoding;
 mod propagator;
 pub mod w3c;
 
-use opentelemetry::{global, trace::TracerProvider as _, KeyValue};
+use opentelemetry::{global, trace::TracerProvider as _, InstrumentationScope, KeyValue};
 use opentelemetry_sdk::{
     resource::{EnvResourceDetector, SdkProvidedResourceDetector, TelemetryResourceDetector},
     trace::{BatchConfig, BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider},
@@ -156,7 +156,7 @@ pub fn init(default_service_name: &str, version: &str) -> Result<TelemetryGuard,
     // drop spans before the OpenTelemetry layer sees them.
     let log_filter = log_filter();
     let subscriber = tracing_subscriber::registry()
-        .with(span_layer(&provider, &service_name))
+        .with(span_layer(&provider))
         .with(log_format::layer(log_format).with_filter(log_filter));
     log_format::install(subscriber)?;
 
@@ -216,6 +216,11 @@ fn exporting_provider(
     Ok((provider, runtime))
 }
 
+/// The instrumentation scope of every span the platform makes: the library
+/// that makes them (this crate, at its version), as OpenTelemetry defines a
+/// scope; which service sent a span is its resource's `service.name`.
+pub const INSTRUMENTATION_SCOPE: &str = "async-micro";
+
 /// The layer that turns `tracing` spans into OpenTelemetry spans of
 /// `provider`. Only the platform's own spans (all of them INFO) become
 /// OpenTelemetry spans: libraries open spans of their own (h2 under the gRPC
@@ -224,12 +229,17 @@ fn exporting_provider(
 /// closes). The filter is on this layer alone and does not follow
 /// `RUST_LOG`. [`init`] installs it; tests that build services in process
 /// install it with a provider of their own.
-pub fn span_layer<S>(provider: &SdkTracerProvider, scope: &str) -> impl Layer<S>
+pub fn span_layer<S>(provider: &SdkTracerProvider) -> impl Layer<S>
 where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
 {
+    // Static strings: the SDK clones the tracer's scope into every span it
+    // ends, and an owned name made that an allocation and a free per span.
+    let scope = InstrumentationScope::builder(INSTRUMENTATION_SCOPE)
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build();
     tracing_opentelemetry::layer()
-        .with_tracer(provider.tracer(scope.to_string()))
+        .with_tracer(provider.tracer_with_scope(scope))
         .with_error_records_to_exceptions(true)
         // Off: per-span source location, thread and busy/idle time
         // attributes. Every span would carry five more attributes (and two

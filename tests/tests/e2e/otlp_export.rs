@@ -1,6 +1,7 @@
 //! What a service sends to an OTLP collector, seen from collectors that
 //! record each request: the `OTEL_EXPORTER_OTLP_HEADERS` on every export
-//! over gRPC and HTTP, the `/v1/traces` path and content type, a transient
+//! over gRPC and HTTP, the `/v1/traces` path and content type, the
+//! instrumentation scope, a transient
 //! failure retried, a refusal not retried, and a partial success logged.
 
 use std::{
@@ -25,6 +26,8 @@ struct Export {
     spans: Vec<String>,
     /// The spans' ids: what tells one batch from another.
     span_ids: Vec<Vec<u8>>,
+    /// Each `ScopeSpans`' instrumentation scope: name and version.
+    scopes: Vec<(String, String)>,
     /// What the collector answered (HTTP status; 200 for gRPC's OK).
     status: u16,
     at: Instant,
@@ -46,6 +49,18 @@ fn span_names(request: &ExportTraceServiceRequest) -> Vec<String> {
         .flat_map(|r| &r.scope_spans)
         .flat_map(|s| &s.spans)
         .map(|s| s.name.clone())
+        .collect()
+}
+
+fn scopes(request: &ExportTraceServiceRequest) -> Vec<(String, String)> {
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| {
+            let scope = s.scope.clone().unwrap_or_default();
+            (scope.name, scope.version)
+        })
         .collect()
 }
 
@@ -86,6 +101,7 @@ impl TraceService for RecordingGrpc {
             headers,
             spans: span_names(request.get_ref()),
             span_ids: span_ids(request.get_ref()),
+            scopes: scopes(request.get_ref()),
             status: 200,
             at: Instant::now(),
         });
@@ -149,9 +165,9 @@ async fn http_collector(statuses: &'static [u16]) -> (String, Seen) {
                         .unwrap_or(0);
                     let mut body = vec![0; length];
                     socket.read_exact(&mut body).await.unwrap();
-                    let (spans, ids) = ExportTraceServiceRequest::decode(body.as_slice())
-                        .map(|r| (span_names(&r), span_ids(&r)))
-                        .unwrap_or_else(|e| (vec![format!("undecodable: {e}")], vec![]));
+                    let (spans, ids, scopes) = ExportTraceServiceRequest::decode(body.as_slice())
+                        .map(|r| (span_names(&r), span_ids(&r), scopes(&r)))
+                        .unwrap_or_else(|e| (vec![format!("undecodable: {e}")], vec![], vec![]));
                     let status = {
                         let mut seen = recorded.lock().unwrap();
                         let status = statuses[seen.len().min(statuses.len() - 1)];
@@ -160,6 +176,7 @@ async fn http_collector(statuses: &'static [u16]) -> (String, Seen) {
                             headers,
                             spans,
                             span_ids: ids,
+                            scopes,
                             status,
                             at: Instant::now(),
                         });
@@ -287,6 +304,16 @@ async fn the_environments_headers_go_with_every_export_over_grpc_and_http() {
             assert!(
                 agent.starts_with("async-micro-otlp-exporter-rust/"),
                 "{agent}"
+            );
+            // The scope names the instrumenting library, not the service.
+            let platform = (
+                "async-micro".to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            );
+            assert!(
+                export.scopes.iter().all(|scope| *scope == platform),
+                "{:?}",
+                export.scopes
             );
         }
     }
