@@ -3,7 +3,7 @@
 measured sections (between <!-- bench:NAME --> markers; the hand-written
 parts stay).
 
-    scripts/bench.py                       # everything (about 33 minutes)
+    scripts/bench.py                       # everything (about 37 minutes)
     scripts/bench.py --only tracing,hop    # some sections
     scripts/bench.py --only instructions   # callgrind counts (repeatable)
     scripts/bench.py --headline-minutes 2  # a shorter sustained run
@@ -297,38 +297,70 @@ def process_pids(svc, stack, names):
     return pids
 
 
+# The machine's speed drifts within a minute by more than tracing costs:
+# each sampling is run this many times, the runs of a round back to back,
+# and the ratio is the median of the rounds' ratios.
+TRACING_ROUNDS = 3
+
+
 def tracing_cost():
-    rows, delivered = [], []
-    for label, env in [
+    samplings = [
         ("`OTEL_SDK_DISABLED=true`", {"OTEL_SDK_DISABLED": "true"}),
         ("100 % (`parentbased_always_on`)", {}),
         ("10 % (`parentbased_traceidratio`, 0.1)", {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
                                                     "OTEL_TRACES_SAMPLER_ARG": "0.1"}),
-    ]:
-        WRK_REQUESTS["total"] = 0
-        with platform_up(("product",), env=env) as (svc, _, stack):
-            wrk(svc["product"].url("/api/products"), seconds=3)
-            products = wrk_cpu(svc["product"].url("/api/products"), process_pids(svc, stack, ["product"]))
-        # Each products request is two spans (SERVER and catalog-lookup).
-        delivered.append(stack.spans_received / (2 * WRK_REQUESTS["total"]))
-        with platform_up(("backend", "worker"), env=env) as (svc, _, stack):
-            svc["worker"].stop()
-            wrk(svc["backend"].url("/api/tasks"), seconds=3, post=True)
-            post = wrk_cpu(svc["backend"].url("/api/tasks"), process_pids(svc, stack, ["backend"]), post=True)
-        rows.append((label, products, post))
-        print("tracing", label, products, post)
-    off = rows[0]
+    ]
+    products = {label: [] for label, _ in samplings}
+    post = {label: [] for label, _ in samplings}
+    delivered = {label: [] for label, _ in samplings}
+    for _ in range(TRACING_ROUNDS):
+        for label, env in samplings:
+            WRK_REQUESTS["total"] = 0
+            with platform_up(("product",), env=env) as (svc, _, stack):
+                wrk(svc["product"].url("/api/products"), seconds=3)
+                run = wrk_cpu(svc["product"].url("/api/products"), process_pids(svc, stack, ["product"]))
+            products[label].append(run)
+            # Each products request is two spans (SERVER and catalog-lookup).
+            delivered[label].append(stack.spans_received / (2 * WRK_REQUESTS["total"]))
+            print("tracing products", label, run, flush=True)
+        for label, env in samplings:
+            with platform_up(("backend", "worker"), env=env) as (svc, _, stack):
+                svc["worker"].stop()
+                wrk(svc["backend"].url("/api/tasks"), seconds=3, post=True)
+                run = wrk_cpu(svc["backend"].url("/api/tasks"), process_pids(svc, stack, ["backend"]), post=True)
+            post[label].append(run)
+            print("tracing post", label, run, flush=True)
+
+    off = samplings[0][0]
+
+    def ratios(runs, label):
+        return [run[0] / base[0] for run, base in zip(runs[label], runs[off])]
+
+    def median(values):
+        return sorted(values)[len(values) // 2]
+
     table = ["| sampling | products req/s | p99 ms | CPU µs/request: product, sink | products spans received "
              "| POST req/s | p99 ms | CPU µs/request: backend, sink |",
              "|---|---|---|---|---|---|---|---|"]
-    for i, ((label, products, post), got) in enumerate(zip(rows, delivered)):
-        received = "-" if i == 0 else f"{got:.0%}"  # the SDK disabled exports nothing
-        table.append(f"| {label} | {products[0]:,.0f} ({products[0] / off[1][0]:.0%}) | {products[1]:.1f} "
-                     f"| {products[2]['product']:.1f}, {products[2]['sink']:.1f} | {received} "
-                     f"| {post[0]:,.0f} ({post[0] / off[2][0]:.0%}) | {post[1]:.1f} "
-                     f"| {post[2]['backend']:.1f}, {post[2]['sink']:.1f} |")
+    for i, (label, _) in enumerate(samplings):
+        got = "-" if i == 0 else f"{median(delivered[label]):.0%}"  # the SDK disabled exports nothing
+        cells = []
+        for runs, service in ((products, "product"), (post, "backend")):
+            share = median(ratios(runs, label))
+            cells.append(f"{median([r[0] for r in runs[label]]):,.0f} ({share:.0%}) "
+                         f"| {median([r[1] for r in runs[label]]):.1f} "
+                         f"| {median([r[2][service] for r in runs[label]]):.1f}, "
+                         f"{median([r[2]['sink'] for r in runs[label]]):.1f}")
+        table.append(f"| {label} | {cells[0]} | {got} | {cells[1]} |")
+    rounds = "; ".join(
+        f"{label.split(' (')[0]}: products " + " / ".join(f"{r:.0%}" for r in ratios(products, label))
+        + ", POST " + " / ".join(f"{r:.0%}" for r in ratios(post, label))
+        for label, _ in samplings[1:])
     return ("Direct to the service (no gateway), `wrk -t2 -c64 -d10s`; POST with the worker stopped. "
-            "Percentages are of the throughput with the SDK disabled. *CPU µs/request*: the CPU time "
+            f"{TRACING_ROUNDS} rounds, each running the three samplings back to back (products, then POST); "
+            "every figure is the median of the rounds, and each percentage the median of the rounds' own "
+            "ratios to the throughput with the SDK disabled (the machine's speed drifts between rounds by "
+            f"more than tracing costs). The rounds' ratios: {rounds}. *CPU µs/request*: the CPU time "
             "(`utime + stime`, `/proc/<pid>/stat`) the service and the span sink used during the run, per "
             "request; the rest of the two cores went to wrk and the kernel's loopback work. *Spans received*: "
             "what the sink (`trace-view --discard`, on the same 2 cores) counted, of two per products request; "
