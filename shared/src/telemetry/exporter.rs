@@ -340,21 +340,79 @@ impl Transport {
     }
 }
 
-/// A gRPC status as an attempt's error: the codes the OTLP specification
-/// calls retryable are transient. The collector's message is left out: it
-/// may echo credentials from the request's headers.
+/// A gRPC status as an attempt's error, as the OTLP specification says:
+/// its retryable codes are transient, no sooner than the collector's
+/// `RetryInfo` delay if it sent one; `RESOURCE_EXHAUSTED` is transient only
+/// with a `RetryInfo` (the collector saying that it will recover), since
+/// retrying an exhausted collector unasked only adds to its load. The
+/// collector's message is left out: it may echo credentials from the
+/// request's headers.
 fn grpc_error(status: tonic::Status) -> AttemptError {
     let error = format!("gRPC status {:?}", status.code());
+    let retry_delay = retry_delay(status.details());
     match status.code() {
         Code::Cancelled
         | Code::DeadlineExceeded
-        | Code::ResourceExhausted
         | Code::Aborted
         | Code::OutOfRange
         | Code::Unavailable
-        | Code::DataLoss => AttemptError::Transient(error, None),
+        | Code::DataLoss => AttemptError::Transient(error, retry_delay),
+        Code::ResourceExhausted if retry_delay.is_some() => {
+            AttemptError::Transient(error, retry_delay)
+        }
         _ => AttemptError::Permanent(error),
     }
+}
+
+/// `google.rpc.Status`, as a gRPC error's binary details carry it.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<RpcAny>,
+}
+
+/// `google.protobuf.Any`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcAny {
+    #[prost(string, tag = "1")]
+    type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+
+/// `google.rpc.RetryInfo`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RetryInfo {
+    #[prost(message, optional, tag = "1")]
+    retry_delay: Option<ProtoDuration>,
+}
+
+/// `google.protobuf.Duration`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ProtoDuration {
+    #[prost(int64, tag = "1")]
+    seconds: i64,
+    #[prost(int32, tag = "2")]
+    nanos: i32,
+}
+
+const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
+
+/// The delay of the `RetryInfo` among a gRPC error's details, if there is
+/// one (a negative delay counts as none to wait).
+fn retry_delay(details: &[u8]) -> Option<Duration> {
+    let status = RpcStatus::decode(details).ok()?;
+    let info = status
+        .details
+        .iter()
+        .find(|any| any.type_url == RETRY_INFO_TYPE)?;
+    let delay = RetryInfo::decode(info.value.as_slice())
+        .ok()?
+        .retry_delay
+        .unwrap_or_default();
+    let seconds = u64::try_from(delay.seconds).unwrap_or(0);
+    let nanos = u32::try_from(delay.nanos).unwrap_or(0);
+    Some(Duration::new(seconds, nanos.min(999_999_999)))
 }
 
 /// OTLP's partial success: how many spans the collector refused, and why.
@@ -462,6 +520,77 @@ pub(super) fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn status_with_retry_info(code: Code, delay: Option<Duration>) -> tonic::Status {
+        let details = match delay {
+            None => Vec::new(),
+            Some(delay) => RpcStatus {
+                details: vec![
+                    // Details of other kinds come first: the one that
+                    // matters is found by its type.
+                    RpcAny {
+                        type_url: "type.googleapis.com/google.rpc.DebugInfo".into(),
+                        value: b"\x0a\x03abc".to_vec(),
+                    },
+                    RpcAny {
+                        type_url: RETRY_INFO_TYPE.into(),
+                        value: RetryInfo {
+                            retry_delay: Some(ProtoDuration {
+                                seconds: delay.as_secs() as i64,
+                                nanos: delay.subsec_nanos() as i32,
+                            }),
+                        }
+                        .encode_to_vec(),
+                    },
+                ],
+            }
+            .encode_to_vec(),
+        };
+        tonic::Status::with_details(code, "busy", details.into())
+    }
+
+    fn classified(status: tonic::Status) -> (bool, Option<Duration>) {
+        match grpc_error(status) {
+            AttemptError::Transient(_, delay) => (true, delay),
+            AttemptError::Permanent(_) => (false, None),
+        }
+    }
+
+    #[test]
+    fn grpc_errors_are_retried_as_otlp_says_resource_exhausted_only_with_retry_info() {
+        let later = Duration::from_millis(1_500);
+        // Unasked, an exhausted collector is not retried; asked, it is, no
+        // sooner than it said.
+        let exhausted = Code::ResourceExhausted;
+        assert_eq!(
+            classified(status_with_retry_info(exhausted, None)),
+            (false, None)
+        );
+        assert_eq!(
+            classified(status_with_retry_info(exhausted, Some(later))),
+            (true, Some(later))
+        );
+        // The retryable codes are retried either way, with the delay if
+        // given.
+        let unavailable = Code::Unavailable;
+        assert_eq!(
+            classified(status_with_retry_info(unavailable, None)),
+            (true, None)
+        );
+        assert_eq!(
+            classified(status_with_retry_info(unavailable, Some(later))),
+            (true, Some(later))
+        );
+        // Others are not, whatever the details say.
+        let invalid = Code::InvalidArgument;
+        assert_eq!(
+            classified(status_with_retry_info(invalid, Some(later))),
+            (false, None)
+        );
+        // Details that are not a google.rpc.Status change nothing.
+        let garbage = tonic::Status::with_details(exhausted, "busy", b"\xff\xff".to_vec().into());
+        assert_eq!(classified(garbage), (false, None));
+    }
 
     #[test]
     fn export_failures_are_logged_once_a_minute_with_counts_and_recovery_once() {
