@@ -3,7 +3,7 @@
 measured sections (between <!-- bench:NAME --> markers; the hand-written
 parts stay).
 
-    scripts/bench.py                       # everything (about 37 minutes)
+    scripts/bench.py                       # everything (about 37 minutes; more if the headline steps down)
     scripts/bench.py --only tracing,hop    # some sections
     scripts/bench.py --only instructions   # callgrind counts (repeatable)
     scripts/bench.py --headline-minutes 2  # a shorter sustained run
@@ -634,11 +634,15 @@ def e2e():
             "interval. The polls are load too (a GET every 2 ms per task in flight).\n\n" + "\n".join(table))
 
 
+# The arrival rates the headline tries, from the top (tasks/s).
+HEADLINE_RATES = [6000, 5500, 5000, 4500, 4000, 3500, 3000, 2500, 2000, 1500, 1000]
+
+
 def headline(minutes, start_at):
     """The highest fixed POST rate sustained with the queue bounded."""
     probes = []
     sustained = None
-    for rate in [r for r in [6000, 5000, 4500, 4000, 3500, 3000, 2500, 2000, 1500, 1000] if r <= start_at]:
+    for rate in [r for r in HEADLINE_RATES if r <= start_at]:
         ok, detail = sustain(rate, 60)
         probes.append((rate, ok, detail))
         print("probe", rate, ok, detail)
@@ -647,9 +651,17 @@ def headline(minutes, start_at):
             break
     if sustained is None:
         return "No rate probed was sustained.", None
-    ok, detail = sustain(sustained, minutes * 60)
-    print("headline", sustained, ok, detail)
-    return detail_table(sustained, minutes, ok, detail, probes), (sustained if ok else None)
+    # A rate that holds for a minute may not hold for ten (the machine's
+    # speed drifts): the long run steps down until one holds.
+    longer = []
+    for rate in [r for r in HEADLINE_RATES if r <= sustained]:
+        ok, detail = sustain(rate, minutes * 60)
+        longer.append((rate, ok, detail))
+        print("headline", rate, ok, detail)
+        if ok:
+            break
+    rate, ok, detail = longer[-1]
+    return detail_table(rate, minutes, ok, detail, probes, longer[:-1]), (rate if ok else None)
 
 
 def sustain(rate, seconds):
@@ -676,7 +688,7 @@ def sustain(rate, seconds):
     return ok, {"summary": summary, "max_depth": max(steady) if steady else None, "rss": rss}
 
 
-def detail_table(rate, minutes, ok, detail, probes):
+def detail_table(rate, minutes, ok, detail, probes, failed_long=()):
     s = detail["summary"]
     e2e = s.get("end_to_end") or {}
     lat = e2e.get("latency", {})
@@ -700,7 +712,9 @@ def detail_table(rate, minutes, ok, detail, probes):
         f"| RSS gateway/backend/product/worker (MiB) | {rss_line} |",
         "",
         "Probed first, 60 s each, from the top: " + ", ".join(
-            f"{r:,}/s {'held' if ok_ else 'not held'}" for r, ok_, _ in probes) + ".",
+            f"{r:,}/s {'held' if ok_ else 'not held'}" for r, ok_, _ in probes) + "." + "".join(
+            f" {r:,}/s then did not hold for {minutes} minutes ({d['summary']['iterations_per_second']:,.0f}/s "
+            f"reached, queue at most {d['max_depth']:,})." for r, _, d in failed_long),
     ]
     return "\n".join(lines)
 

@@ -219,19 +219,7 @@ async fn serve(options: Options) -> ExitCode {
     let grpc = format!("{}:{}", options.bind, options.grpc_port);
     let http = format!("{}:{}", options.bind, options.http_port);
     if options.discard {
-        let sink = Arc::new(Discard::default());
-        let Some(receiver) =
-            listen(&grpc, &http, sink.clone(), "spans are counted and dropped").await
-        else {
-            return ExitCode::from(2);
-        };
-        shutdown_signal().await;
-        drop(receiver);
-        eprintln!(
-            "trace-view: stopped after {} spans",
-            sink.received.load(Ordering::Relaxed)
-        );
-        return ExitCode::SUCCESS;
+        return discard(&grpc, &http).await;
     }
     let limits = options.limits;
     let view = Arc::new(View {
@@ -266,6 +254,22 @@ async fn serve(options: Options) -> ExitCode {
     eprintln!(
         "trace-view: stopped after {} spans",
         view.received.load(Ordering::Relaxed)
+    );
+    ExitCode::SUCCESS
+}
+
+/// `--discard` until stopped, then how many spans it took.
+async fn discard(grpc: &str, http: &str) -> ExitCode {
+    let sink = Arc::new(Discard::default());
+    let Some(receiver) = listen(grpc, http, sink.clone(), "spans are counted and dropped").await
+    else {
+        return ExitCode::from(2);
+    };
+    shutdown_signal().await;
+    drop(receiver);
+    eprintln!(
+        "trace-view: stopped after {} spans",
+        sink.received.load(Ordering::Relaxed)
     );
     ExitCode::SUCCESS
 }

@@ -109,11 +109,12 @@ trait Body {
 }
 
 /// Writes fields in one pass. A nested message's length is not known
-/// before its body is written: the body goes in after room for a length
-/// of the size its kind usually needs (`GUESS` bytes), and moves only when the length
-/// turns out to need another size. (Adding up lengths first walked every
-/// span, and every attribute at each level of nesting, twice or more.) The
-/// output is the canonical encoding, byte for byte what prost writes.
+/// before its body is written: the body goes in after room for a length of
+/// the size its kind usually needs (`GUESS` bytes), and moves only when the
+/// length turns out to need another size. (Adding up lengths first walked
+/// every span, and every attribute at each level of nesting, twice or
+/// more.) The output is the canonical encoding, byte for byte what prost
+/// writes.
 struct Writer<'a>(&'a mut Vec<u8>);
 
 impl Writer<'_> {
@@ -134,6 +135,7 @@ impl Writer<'_> {
         }
     }
 
+    /// A length-delimited field, written even when empty.
     #[inline]
     fn bytes(&mut self, tag: u32, value: &[u8]) {
         let key = tag << 3 | WireType::LengthDelimited as u32;
