@@ -558,37 +558,30 @@ mod tests {
 
     #[test]
     fn grpc_errors_are_retried_as_otlp_says_resource_exhausted_only_with_retry_info() {
-        let later = Duration::from_millis(1_500);
-        // Unasked, an exhausted collector is not retried; asked, it is, no
-        // sooner than it said.
-        let exhausted = Code::ResourceExhausted;
-        assert_eq!(
-            classified(status_with_retry_info(exhausted, None)),
-            (false, None)
-        );
-        assert_eq!(
-            classified(status_with_retry_info(exhausted, Some(later))),
-            (true, Some(later))
-        );
-        // The retryable codes are retried either way, with the delay if
-        // given.
-        let unavailable = Code::Unavailable;
-        assert_eq!(
-            classified(status_with_retry_info(unavailable, None)),
-            (true, None)
-        );
-        assert_eq!(
-            classified(status_with_retry_info(unavailable, Some(later))),
-            (true, Some(later))
-        );
-        // Others are not, whatever the details say.
-        let invalid = Code::InvalidArgument;
-        assert_eq!(
-            classified(status_with_retry_info(invalid, Some(later))),
-            (false, None)
-        );
+        let later = Some(Duration::from_millis(1_500));
+        // (code, the collector's RetryInfo delay) → (retried, no sooner than)
+        let cases = [
+            // Unasked, an exhausted collector is not retried; asked, it is,
+            // no sooner than it said.
+            (Code::ResourceExhausted, None, (false, None)),
+            (Code::ResourceExhausted, later, (true, later)),
+            // The retryable codes are retried either way, with the delay if
+            // given.
+            (Code::Unavailable, None, (true, None)),
+            (Code::Unavailable, later, (true, later)),
+            // Others are not, whatever the details say.
+            (Code::InvalidArgument, later, (false, None)),
+        ];
+        for (code, delay, expected) in cases {
+            let got = classified(status_with_retry_info(code, delay));
+            assert_eq!(got, expected, "{code:?} with RetryInfo {delay:?}");
+        }
         // Details that are not a google.rpc.Status change nothing.
-        let garbage = tonic::Status::with_details(exhausted, "busy", b"\xff\xff".to_vec().into());
+        let garbage = tonic::Status::with_details(
+            Code::ResourceExhausted,
+            "busy",
+            b"\xff\xff".to_vec().into(),
+        );
         assert_eq!(classified(garbage), (false, None));
     }
 
