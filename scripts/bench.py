@@ -28,6 +28,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import statistics
 import sys
 import tempfile
 import time
@@ -336,21 +337,18 @@ def tracing_cost():
     def ratios(runs, label):
         return [run[0] / base[0] for run, base in zip(runs[label], runs[off])]
 
-    def median(values):
-        return sorted(values)[len(values) // 2]
-
     table = ["| sampling | products req/s | p99 ms | CPU µs/request: product, sink | products spans received "
              "| POST req/s | p99 ms | CPU µs/request: backend, sink |",
              "|---|---|---|---|---|---|---|---|"]
     for i, (label, _) in enumerate(samplings):
-        got = "-" if i == 0 else f"{median(delivered[label]):.0%}"  # the SDK disabled exports nothing
+        got = "-" if i == 0 else f"{statistics.median(delivered[label]):.0%}"  # the SDK disabled exports nothing
         cells = []
         for runs, service in ((products, "product"), (post, "backend")):
-            share = median(ratios(runs, label))
-            cells.append(f"{median([r[0] for r in runs[label]]):,.0f} ({share:.0%}) "
-                         f"| {median([r[1] for r in runs[label]]):.1f} "
-                         f"| {median([r[2][service] for r in runs[label]]):.1f}, "
-                         f"{median([r[2]['sink'] for r in runs[label]]):.1f}")
+            share = statistics.median(ratios(runs, label))
+            cells.append(f"{statistics.median([r[0] for r in runs[label]]):,.0f} ({share:.0%}) "
+                         f"| {statistics.median([r[1] for r in runs[label]]):.1f} "
+                         f"| {statistics.median([r[2][service] for r in runs[label]]):.1f}, "
+                         f"{statistics.median([r[2]['sink'] for r in runs[label]]):.1f}")
         table.append(f"| {label} | {cells[0]} | {got} | {cells[1]} |")
     rounds = "; ".join(
         f"{label.split(' (')[0]}: products " + " / ".join(f"{r:.0%}" for r in ratios(products, label))
