@@ -1,9 +1,9 @@
-//! Sending spans: the SDK's exporter interface over OTLP/gRPC or
-//! OTLP/HTTP, with several requests in flight, transient failures retried,
-//! and failures logged once a minute instead of once a batch.
+//! Sending encoded batches of spans over OTLP/gRPC or OTLP/HTTP, transient
+//! failures retried, and failures logged once a minute instead of once a
+//! batch.
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::Mutex,
     time::{Duration, Instant},
 };
 
@@ -18,7 +18,6 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
-use opentelemetry_sdk::{error::OTelSdkResult, trace::SpanData, Resource};
 use prost::{bytes::Bytes, Message as _};
 use tonic::{
     metadata::MetadataMap,
@@ -26,10 +25,7 @@ use tonic::{
     Code,
 };
 
-use super::{
-    otlp_encoding::{encode_request, EncodedResource},
-    ExportProtocol, ExportTarget, TelemetryError,
-};
+use super::{ExportProtocol, ExportTarget, TelemetryError};
 
 /// How often at most an export failure is logged.
 const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -114,83 +110,25 @@ fn report(failures: &Mutex<FailureLog>, spans: usize, outcome: Outcome) {
     }
 }
 
-/// The SDK's span exporter: encodes each batch straight to OTLP protobuf
-/// ([`encode_request`]) and sends it over the target's protocol.
-///
-/// Up to `OTEL_BSP_MAX_CONCURRENT_EXPORTS` batches are in flight at once,
-/// on the exporter's own runtime. The SDK's batch processor waits for each
-/// export before it takes the next batch, so one export at a time caps the
-/// spans a service can ship at a batch per collector round trip; under load
-/// the queue overflowed and most spans were dropped (BENCHMARKS.md).
-/// Shutdown waits for the batches in flight.
+/// Sends encoded batches to the collector over the target's protocol.
 ///
 /// A missing or hanging collector costs one warning a minute (with a count
 /// of what failed meanwhile) instead of one error line per batch, and a
-/// recovery is logged once. Failures are not handed back to the SDK: its
-/// only reaction would be to log each one. Spans of a failed batch are
-/// dropped; the SDK's queue (`OTEL_BSP_MAX_QUEUE_SIZE`) bounds memory while
-/// the collector is away.
+/// recovery is logged once. Spans of a failed batch are dropped; the batch
+/// processor's queue (`OTEL_BSP_MAX_QUEUE_SIZE`) bounds memory while the
+/// collector is away.
 #[derive(Debug)]
 pub(super) struct OtlpExporter {
-    transport: Arc<Transport>,
-    resource: Arc<EncodedResource>,
-    failures: Arc<Mutex<FailureLog>>,
-    runtime: tokio::runtime::Handle,
-    slots: Arc<tokio::sync::Semaphore>,
-    concurrent: u32,
+    transport: Transport,
+    failures: Mutex<FailureLog>,
 }
 
 impl OtlpExporter {
-    /// Waits until no export is in flight (or `timeout` passes).
-    fn drain(&self, timeout: Duration) -> bool {
-        self.runtime.block_on(async {
-            tokio::time::timeout(timeout, self.slots.acquire_many(self.concurrent))
-                .await
-                .is_ok_and(|permits| permits.is_ok())
-        })
-    }
-}
-
-impl opentelemetry_sdk::trace::SpanExporter for OtlpExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        // With every slot taken, the SDK's thread waits here and its queue
-        // absorbs the backlog.
-        let Ok(slot) = self.slots.clone().acquire_owned().await else {
-            return Ok(()); // closed: shutting down
-        };
-        let (transport, resource, failures) = (
-            self.transport.clone(),
-            self.resource.clone(),
-            self.failures.clone(),
-        );
-        self.runtime.spawn(async move {
-            let body = Bytes::from(encode_request(&resource, &batch));
-            let spans = batch.len();
-            // The spans are in `body` now; their memory goes back before
-            // the collector answers.
-            drop(batch);
-            let outcome = transport.send_with_retries(body).await;
-            report(&failures, spans, outcome);
-            drop(slot);
-        });
-        Ok(())
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        if !self.drain(timeout) {
-            tracing::warn!(?timeout, "span exports still in flight at shutdown");
-        }
-        Ok(())
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.drain(Duration::from_secs(5));
-        Ok(())
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        // Exports in flight keep the resource they started with.
-        self.resource = Arc::new(EncodedResource::new(resource));
+    /// Sends one `ExportTraceServiceRequest` of `spans` spans, retrying
+    /// transient failures, and logs how it ended.
+    pub(super) async fn export(&self, request: Bytes, spans: usize) {
+        let outcome = self.transport.send_with_retries(request).await;
+        report(&self.failures, spans, outcome);
     }
 }
 
@@ -465,7 +403,6 @@ impl prost::Message for EncodedRequest {
 /// Builds the span exporter and the runtime its requests run on.
 pub(super) fn build(
     target: &ExportTarget,
-    concurrent: u32,
 ) -> Result<(OtlpExporter, tokio::runtime::Runtime), TelemetryError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -507,12 +444,8 @@ pub(super) fn build(
         }
     };
     let exporter = OtlpExporter {
-        transport: Arc::new(transport),
-        resource: Arc::default(),
-        failures: Arc::default(),
-        runtime: runtime.handle().clone(),
-        slots: Arc::new(tokio::sync::Semaphore::new(concurrent as usize)),
-        concurrent,
+        transport,
+        failures: Mutex::default(),
     };
     Ok((exporter, runtime))
 }

@@ -6,6 +6,7 @@
 //! [`TelemetryGuard::shutdown`] from plain (non-async) code so the last spans
 //! are flushed.
 
+mod batch_processor;
 mod export_target;
 mod exporter;
 mod log_format;
@@ -16,7 +17,7 @@ pub mod w3c;
 use opentelemetry::{global, trace::TracerProvider as _, InstrumentationScope, KeyValue};
 use opentelemetry_sdk::{
     resource::{EnvResourceDetector, SdkProvidedResourceDetector, TelemetryResourceDetector},
-    trace::{BatchConfig, BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider},
+    trace::SdkTracerProvider,
     Resource,
 };
 use tracing_subscriber::{
@@ -25,16 +26,20 @@ use tracing_subscriber::{
     EnvFilter, Layer,
 };
 
+pub use batch_processor::{
+    DEFAULT_CONCURRENT_EXPORTS, DEFAULT_MAX_EXPORT_BATCH_SIZE, DEFAULT_MAX_QUEUE_SIZE,
+    DEFAULT_SCHEDULE_DELAY,
+};
 pub use export_target::{ExportProtocol, ExportTarget, DEFAULT_EXPORT_TIMEOUT};
 pub use log_format::LogFormat;
 pub use propagator::W3cPropagator;
 
 /// Every environment variable the telemetry set-up honours (the SDK reads
-/// the resource, sampler and `OTEL_BSP_*` ones, [`ExportTarget`] the
-/// `OTEL_EXPORTER_OTLP_*` ones; `JAEGER_AGENT_PORT` is accepted and ignored:
-/// Jaeger takes OTLP on 4317, not the agent's UDP port). `OTEL_BSP_EXPORT_TIMEOUT`
-/// is not among them: the SDK's thread-based batch processor ignores it, and
-/// `OTEL_EXPORTER_OTLP_TIMEOUT` bounds each export instead.
+/// the resource and sampler ones, the batch processor the `OTEL_BSP_*`
+/// ones, [`ExportTarget`] the `OTEL_EXPORTER_OTLP_*` ones;
+/// `JAEGER_AGENT_PORT` is accepted and ignored: Jaeger takes OTLP on 4317,
+/// not the agent's UDP port). `OTEL_BSP_EXPORT_TIMEOUT` is not among them:
+/// `OTEL_EXPORTER_OTLP_TIMEOUT` bounds each export, retries included.
 pub const ENV_VARS: &[&str] = &[
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
@@ -182,13 +187,11 @@ pub fn init(default_service_name: &str, version: &str) -> Result<TelemetryGuard,
 }
 
 /// A tracer provider exporting to `target` the way the services do: the
-/// platform's batch settings ([`DEFAULT_MAX_QUEUE_SIZE`], unless
-/// `OTEL_BSP_*` say otherwise) and [`DEFAULT_CONCURRENT_EXPORTS`] exports
-/// in flight. [`init`] builds the
-/// services' with it. Shutting the guard down delivers every span that was
-/// queued; the provider's `force_flush` only hands them to exports, which
-/// may still be in flight when it returns (the SDK's processor does not
-/// wait on its exporter there).
+/// platform's batch processor with its settings ([`DEFAULT_MAX_QUEUE_SIZE`]
+/// spans queued, [`DEFAULT_CONCURRENT_EXPORTS`] exports in flight, unless
+/// `OTEL_BSP_*` say otherwise). [`init`] builds the services' with it. The
+/// provider's `force_flush`, and shutting the guard down, return once every
+/// span queued has been delivered (or its export has failed).
 pub fn export_pipeline(
     target: &ExportTarget,
     resource: Resource,
@@ -204,11 +207,10 @@ fn exporting_provider(
     target: &ExportTarget,
     resource: Resource,
 ) -> Result<(SdkTracerProvider, tokio::runtime::Runtime), TelemetryError> {
-    let concurrent = concurrent_exports(std::env::var("OTEL_BSP_MAX_CONCURRENT_EXPORTS").ok())?;
-    let (span_exporter, runtime) = exporter::build(target, concurrent)?;
-    let processor = BatchSpanProcessor::builder(span_exporter)
-        .with_batch_config(batch_config())
-        .build();
+    let settings = batch_processor::BatchSettings::from_env()?;
+    let (exporter, runtime) = exporter::build(target)?;
+    let processor =
+        batch_processor::OtlpBatchProcessor::new(exporter, settings, runtime.handle().clone());
     let provider = SdkTracerProvider::builder()
         .with_resource(resource)
         .with_span_processor(processor)
@@ -337,47 +339,6 @@ pub fn int_attribute(value: impl TryInto<i64>) -> i64 {
     value.try_into().unwrap_or(i64::MAX)
 }
 
-/// Spans queued per service before new ones are dropped, unless
-/// `OTEL_BSP_MAX_QUEUE_SIZE` says otherwise (the SDK's default is 2,048).
-/// The queue's memory is taken at start-up (about 1.3 MiB at this size).
-pub const DEFAULT_MAX_QUEUE_SIZE: usize = 4_096;
-/// Export requests in flight at once, unless
-/// `OTEL_BSP_MAX_CONCURRENT_EXPORTS` says otherwise (the SDK exports one
-/// batch at a time).
-pub const DEFAULT_CONCURRENT_EXPORTS: u32 = 8;
-
-/// The batch processor's settings: the `OTEL_BSP_*` variables (the SDK reads
-/// them), with the platform's queue size where it is unset. With the SDK's
-/// defaults (2,048 queued, 512 per export, one export at a time) a busy
-/// service dropped more than half of its spans; several exports in flight
-/// keep up, and small batches (512 spans, about 256 KiB of protobuf) keep
-/// the memory they take low (BENCHMARKS.md).
-fn batch_config() -> BatchConfig {
-    let mut config = BatchConfigBuilder::default();
-    if std::env::var_os("OTEL_BSP_MAX_QUEUE_SIZE").is_none() {
-        config = config.with_max_queue_size(DEFAULT_MAX_QUEUE_SIZE);
-    }
-    config.build()
-}
-
-/// `OTEL_BSP_MAX_CONCURRENT_EXPORTS` (1 to 64), default
-/// [`DEFAULT_CONCURRENT_EXPORTS`].
-fn concurrent_exports(value: Option<String>) -> Result<u32, TelemetryError> {
-    match value {
-        None => Ok(DEFAULT_CONCURRENT_EXPORTS),
-        Some(value) => value
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=64).contains(n))
-            .ok_or_else(|| {
-                TelemetryError::Config(format!(
-                    "OTEL_BSP_MAX_CONCURRENT_EXPORTS={value:?}: expected a whole number from 1 to 64"
-                ))
-            }),
-    }
-}
-
 fn sdk_disabled() -> bool {
     std::env::var("OTEL_SDK_DISABLED")
         .map(|v| v.trim().eq_ignore_ascii_case("true"))
@@ -481,24 +442,6 @@ mod tests {
             logged.contains("info-line") && !logged.contains("debug-in-http"),
             "{logged}"
         );
-    }
-
-    #[test]
-    fn concurrent_exports_default_to_eight_and_refuse_what_is_not_1_to_64() {
-        assert_eq!(
-            concurrent_exports(None).ok(),
-            Some(DEFAULT_CONCURRENT_EXPORTS)
-        );
-        assert_eq!(concurrent_exports(Some(" 8 ".into())).ok(), Some(8));
-        for bad in ["0", "65", "-1", "two", ""] {
-            let err = concurrent_exports(Some(bad.into()))
-                .unwrap_err()
-                .to_string();
-            assert!(
-                err.contains("OTEL_BSP_MAX_CONCURRENT_EXPORTS"),
-                "{bad}: {err}"
-            );
-        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! OTLP's protobuf encoding of a batch of spans (an
-//! `ExportTraceServiceRequest`), written straight from the SDK's `SpanData`.
+//! OTLP's protobuf encoding of spans, each written straight from the SDK's
+//! `SpanData` as it ends ([`encode_span`]), and of a batch of them (an
+//! `ExportTraceServiceRequest`, [`encode_batch`]).
 //!
 //! opentelemetry-otlp first clones the batch, converts every span into
 //! opentelemetry-proto's message structs (a `String` and a `Vec` per id, name
@@ -44,37 +45,34 @@ impl EncodedResource {
     }
 }
 
-/// What a span usually takes encoded, to size the buffer up front.
-const TYPICAL_SPAN_BYTES: usize = 256;
+/// What a span usually takes encoded, to size buffers up front.
+pub(super) const TYPICAL_SPAN_BYTES: usize = 256;
 
-/// `spans` as one `ExportTraceServiceRequest` of `resource`, grouped by
-/// instrumentation scope in the order the scopes first appear.
-pub(super) fn encode_request(resource: &EncodedResource, spans: &[SpanData]) -> Vec<u8> {
-    let mut groups: Vec<(&InstrumentationScope, Vec<&SpanData>)> = Vec::new();
-    for span in spans {
-        // A service's spans come from one or two scopes: a scan beats
-        // hashing each span's scope.
-        match groups
-            .iter_mut()
-            .find(|(scope, _)| same_scope(scope, &span.instrumentation_scope))
-        {
-            Some((_, members)) => members.push(span),
-            None => groups.push((&span.instrumentation_scope, vec![span])),
-        }
-    }
-    let mut buffer =
-        Vec::with_capacity(resource.attributes.len() + spans.len() * TYPICAL_SPAN_BYTES + 64);
+/// Appends `span` to `out` as it goes in a `ScopeSpans` message: its
+/// `spans` field, key and length included. The batch processor encodes
+/// each span this way as it ends; [`encode_batch`] puts them together.
+pub(super) fn encode_span(out: &mut Vec<u8>, span: &SpanData) {
+    // A span: 128 bytes to 16 kB, a two-byte length.
+    Writer(out).nested::<2>(2, |out| SpanBody(span).write(out));
+}
+
+/// One `ExportTraceServiceRequest` of `resource`: a `ScopeSpans` for each
+/// scope, holding that scope's spans as [`encode_span`] wrote them one
+/// after the other.
+pub(super) fn encode_batch<'a>(
+    resource: &EncodedResource,
+    scopes: impl IntoIterator<Item = (&'a InstrumentationScope, &'a [u8])> + Clone,
+) -> Vec<u8> {
+    let spans_len: usize = scopes.clone().into_iter().map(|(_, s)| s.len()).sum();
+    let mut buffer = Vec::with_capacity(resource.attributes.len() + spans_len + 128);
     let mut out = Writer(&mut buffer);
     // ResourceSpans and ScopeSpans: a few kB to a few MB, three-byte lengths.
     out.nested::<3>(1, |out| {
         out.bytes(1, &resource.attributes);
-        for (scope, members) in &groups {
+        for (scope, spans) in scopes {
             out.nested::<3>(2, |out| {
                 out.message(1, &ScopeBody(scope));
-                for span in members {
-                    // A span: 128 bytes to 16 kB, a two-byte length.
-                    out.nested::<2>(2, |out| SpanBody(span).write(out));
-                }
+                out.0.extend_from_slice(spans);
                 out.string(3, scope.schema_url().unwrap_or_default());
             });
         }
@@ -83,11 +81,38 @@ pub(super) fn encode_request(resource: &EncodedResource, spans: &[SpanData]) -> 
     buffer
 }
 
+/// `spans` as one `ExportTraceServiceRequest` of `resource`, grouped by
+/// instrumentation scope in the order the scopes first appear (what the
+/// batch processor sends for spans that ended in this order).
+#[cfg(test)]
+pub(super) fn encode_request(resource: &EncodedResource, spans: &[SpanData]) -> Vec<u8> {
+    let mut groups: Vec<(&InstrumentationScope, Vec<u8>)> = Vec::new();
+    for span in spans {
+        let at = match groups
+            .iter()
+            .position(|(scope, _)| same_scope(scope, &span.instrumentation_scope))
+        {
+            Some(at) => at,
+            None => {
+                groups.push((&span.instrumentation_scope, Vec::new()));
+                groups.len() - 1
+            }
+        };
+        encode_span(&mut groups[at].1, span);
+    }
+    encode_batch(
+        resource,
+        groups
+            .iter()
+            .map(|(scope, spans)| (*scope, spans.as_slice())),
+    )
+}
+
 /// Whether two spans have the same scope. The spans of one tracer hold
 /// clones of its scope, whose strings are the same `'static` ones: telling
 /// that from their addresses spares the comparison by value (and the two
 /// vectors OpenTelemetry's `==` builds to compare attributes).
-fn same_scope(a: &InstrumentationScope, b: &InstrumentationScope) -> bool {
+pub(super) fn same_scope(a: &InstrumentationScope, b: &InstrumentationScope) -> bool {
     fn same(a: Option<&str>, b: Option<&str>) -> bool {
         match (a, b) {
             (Some(a), Some(b)) => std::ptr::eq(a, b),

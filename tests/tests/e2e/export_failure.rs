@@ -134,7 +134,6 @@ async fn with_the_collector_gone_requests_stay_fast_memory_stays_bounded_and_the
         1,
         "export failures are logged once a minute at most:\n{logs}"
     );
-    assert!(!logs.contains("BatchSpanProcessor.ExportError"), "{logs}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

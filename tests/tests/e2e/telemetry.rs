@@ -380,9 +380,10 @@ async fn rust_log_quiets_the_logs_but_never_drops_spans_and_text_logs_carry_trac
 }
 
 /// A burst of spans twice the SDK's default queue (2,048) reaches the
-/// collector whole once the pipeline is shut down: the platform's queue and
+/// collector whole once the provider is flushed: the platform's queue and
 /// its exports in flight hold it (with the SDK's defaults about 2,500 of the
-/// 4,000 arrive), and the shutdown waits for every export in flight.
+/// 4,000 arrive), and `force_flush` returns once every export has ended.
+/// Spans ended after it arrive by the time the shutdown returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_spans_larger_than_the_sdk_queue_reaches_the_collector_whole() {
     use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
@@ -395,19 +396,37 @@ async fn a_burst_of_spans_larger_than_the_sdk_queue_reaches_the_collector_whole(
         .with_service_name("burst")
         .build();
     // The guard blocks while it flushes: off the async threads.
-    tokio::task::spawn_blocking(move || {
+    let (flushed, guard) = tokio::task::spawn_blocking(move || {
         let guard = export_pipeline(&target, resource).expect("export pipeline");
         let tracer = guard.provider().expect("provider").tracer("burst");
         for i in 0..BURST {
             let mut span = tracer.start(format!("burst-{i}"));
             span.end();
         }
-        guard.shutdown();
+        let flushed = guard.provider().expect("provider").force_flush();
+        (flushed, guard)
     })
     .await
     .expect("burst thread");
+    assert!(flushed.is_ok(), "{flushed:?}");
+    assert_eq!(collector.spans().len(), BURST, "delivered when flushed");
 
+    tokio::task::spawn_blocking(move || {
+        let tracer = guard.provider().expect("provider").tracer("burst");
+        tracer.start("after-the-flush").end();
+        guard.shutdown();
+    })
+    .await
+    .expect("shutdown thread");
     let spans = collector.spans();
+    assert!(
+        spans.iter().any(|s| s.name == "after-the-flush"),
+        "delivered at shutdown"
+    );
+    let spans: Vec<_> = spans
+        .into_iter()
+        .filter(|s| s.name.starts_with("burst-"))
+        .collect();
     let mut names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
     names.sort_unstable();
     names.dedup();
