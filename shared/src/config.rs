@@ -98,8 +98,27 @@ where
     T: FromStr,
     T::Err: Display,
 {
-    match std::env::var(name) {
-        Ok(value) if !value.trim().is_empty() => {
+    value_or(name, std::env::var(name).ok(), default)
+}
+
+/// Like [`env_or`], and also rejects values outside `min..=max`.
+pub fn env_in_range<T>(name: &'static str, default: T, min: T, max: T) -> Result<T, ConfigError>
+where
+    T: FromStr + PartialOrd + Display + Copy,
+    T::Err: Display,
+{
+    value_in_range(name, std::env::var(name).ok(), default, min, max)
+}
+
+/// [`env_or`] for a value already looked up (`raw`: the variable `name`'s
+/// value, if set), for settings read through a lookup of their own.
+pub fn value_or<T>(name: &'static str, raw: Option<String>, default: T) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    match raw {
+        Some(value) if !value.trim().is_empty() => {
             value
                 .trim()
                 .parse()
@@ -113,13 +132,19 @@ where
     }
 }
 
-/// Like [`env_or`], and also rejects values outside `min..=max`.
-pub fn env_in_range<T>(name: &'static str, default: T, min: T, max: T) -> Result<T, ConfigError>
+/// [`env_in_range`] for a value already looked up, as [`value_or`].
+pub fn value_in_range<T>(
+    name: &'static str,
+    raw: Option<String>,
+    default: T,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError>
 where
     T: FromStr + PartialOrd + Display + Copy,
     T::Err: Display,
 {
-    let value = env_or(name, default)?;
+    let value = value_or(name, raw, default)?;
     if value < min || value > max {
         return Err(ConfigError::Invalid {
             name,

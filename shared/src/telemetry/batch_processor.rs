@@ -26,6 +26,8 @@ use opentelemetry_sdk::{
 };
 use prost::bytes::Bytes;
 
+use crate::config;
+
 use super::{
     exporter::OtlpExporter,
     otlp_encoding::{encode_batch, encode_span, same_scope, EncodedResource, TYPICAL_SPAN_BYTES},
@@ -72,42 +74,29 @@ impl BatchSettings {
     /// The settings `var` gives (a variable's value, if set); a value that
     /// is not a whole number in range is refused, naming the variable.
     fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, TelemetryError> {
-        let number = |name: &str, range: std::ops::RangeInclusive<u64>, default: u64| {
-            let Some(value) = var(name).filter(|v| !v.trim().is_empty()) else {
-                return Ok(default);
-            };
-            value
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|n| range.contains(n))
-                .ok_or_else(|| {
-                    TelemetryError::Config(format!(
-                        "{name}={value:?}: expected a whole number from {} to {}",
-                        range.start(),
-                        range.end()
-                    ))
-                })
+        let number = |name: &'static str, default: u64, max: u64| {
+            config::value_in_range(name, var(name), default, 1, max)
+                .map_err(|err| TelemetryError::Config(err.to_string()))
         };
         let max_queue_size = number(
             "OTEL_BSP_MAX_QUEUE_SIZE",
-            1..=1_000_000,
             DEFAULT_MAX_QUEUE_SIZE as u64,
+            1_000_000,
         )? as usize;
         let max_export_batch_size = number(
             "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-            1..=1_000_000,
             DEFAULT_MAX_EXPORT_BATCH_SIZE as u64,
+            1_000_000,
         )? as usize;
         let schedule_delay = number(
             "OTEL_BSP_SCHEDULE_DELAY",
-            1..=3_600_000,
             DEFAULT_SCHEDULE_DELAY.as_millis() as u64,
+            3_600_000,
         )?;
         let concurrent_exports = number(
             "OTEL_BSP_MAX_CONCURRENT_EXPORTS",
-            1..=64,
             u64::from(DEFAULT_CONCURRENT_EXPORTS),
+            64,
         )? as u32;
         Ok(Self {
             max_queue_size,
