@@ -250,6 +250,12 @@ where
         .with_location(false)
         .with_threads(false)
         .with_tracked_inactivity(false)
+        // Off: a `target` attribute (the Rust module that opened the span)
+        // on every span. No semantic convention has it, the span's name
+        // and service already say where it comes from, and it was about
+        // a tenth of every span's bytes: encoded, sent and received again
+        // for each span (BENCHMARKS.md).
+        .with_target(false)
         // Off: making each entered span OpenTelemetry's current `Context` as
         // well, a clone and a thread-local push on every poll of every
         // instrumented future. Only code that reads `Context::current()`

@@ -196,6 +196,57 @@ impl Writer<'_> {
         self.0.extend_from_slice(&value.to_le_bytes());
     }
 
+    /// A `KeyValue` whose `AnyValue` holds one scalar field (`field`: 1
+    /// string, 2 bool, 3 int64), when its key, lengths and tags each fit
+    /// in a byte: nearly every attribute. Both lengths are known before
+    /// anything is written, so it reserves once and writes the fixed
+    /// parts as a few small arrays, without the room-then-length of
+    /// [`Writer::nested`] twice per attribute. False, with nothing
+    /// written, for an attribute that does not fit.
+    #[inline]
+    fn short_attribute(&mut self, tag: u32, key: &str, field: u32, value: Scalar<'_>) -> bool {
+        let key = key.as_bytes();
+        // AnyValue: its one field's key and value, even when it holds the
+        // default.
+        let any_len = 1 + match value {
+            Scalar::Bytes(bytes) => 1 + bytes.len(),
+            Scalar::Varint(value) => encoded_len_varint(value),
+        };
+        // KeyValue: the key, left out when empty, then the AnyValue.
+        let key_len = if key.is_empty() { 0 } else { 2 + key.len() };
+        let body_len = key_len + 2 + any_len;
+        // Below 128, every length inside is too.
+        if body_len >= 0x80 || tag >= 0x10 {
+            return false;
+        }
+        let out = &mut *self.0;
+        out.reserve(2 + body_len);
+        let (tag, key_field, value_field) = (
+            one_byte_key(tag, WireType::LengthDelimited),
+            one_byte_key(1, WireType::LengthDelimited),
+            one_byte_key(2, WireType::LengthDelimited),
+        );
+        if key.is_empty() {
+            out.extend_from_slice(&[tag, body_len as u8, value_field, any_len as u8]);
+        } else {
+            out.extend_from_slice(&[tag, body_len as u8, key_field, key.len() as u8]);
+            out.extend_from_slice(key);
+            out.extend_from_slice(&[value_field, any_len as u8]);
+        }
+        match value {
+            Scalar::Bytes(bytes) => {
+                let field = one_byte_key(field, WireType::LengthDelimited);
+                out.extend_from_slice(&[field, bytes.len() as u8]);
+                out.extend_from_slice(bytes);
+            }
+            Scalar::Varint(value) => {
+                out.push(one_byte_key(field, WireType::Varint));
+                self.varint_value(value);
+            }
+        }
+        true
+    }
+
     /// A small nested message (written even when empty): a one-byte
     /// length.
     fn message(&mut self, tag: u32, body: &impl Body) {
@@ -335,8 +386,33 @@ impl Body for Attribute<'_> {
 
 fn attributes(out: &mut Writer<'_>, tag: u32, attributes: &[KeyValue]) {
     for attribute in attributes {
-        out.message(tag, &Attribute(attribute.key.as_str(), &attribute.value));
+        let key = attribute.key.as_str();
+        let scalar = match &attribute.value {
+            Value::String(value) => Some((1, Scalar::Bytes(value.as_str().as_bytes()))),
+            Value::Bool(value) => Some((2, Scalar::Varint(u64::from(*value)))),
+            Value::I64(value) => Some((3, Scalar::Varint(*value as u64))),
+            _ => None,
+        };
+        let written =
+            scalar.is_some_and(|(field, value)| out.short_attribute(tag, key, field, value));
+        if !written {
+            out.message(tag, &Attribute(key, &attribute.value));
+        }
     }
+}
+
+/// A field's key for a tag below 16: one byte.
+const fn one_byte_key(tag: u32, wire_type: WireType) -> u8 {
+    (tag << 3 | wire_type as u32) as u8
+}
+
+/// The value of an attribute that [`Writer::short_attribute`] writes.
+#[derive(Clone, Copy)]
+enum Scalar<'a> {
+    /// A string's bytes (`AnyValue.string_value`).
+    Bytes(&'a [u8]),
+    /// An integer or a bool, as a varint.
+    Varint(u64),
 }
 
 /// An `AnyValue`: its one field is written even when it holds the default.
