@@ -387,14 +387,8 @@ impl Body for Attribute<'_> {
 fn attributes(out: &mut Writer<'_>, tag: u32, attributes: &[KeyValue]) {
     for attribute in attributes {
         let key = attribute.key.as_str();
-        let scalar = match &attribute.value {
-            Value::String(value) => Some((1, Scalar::Bytes(value.as_str().as_bytes()))),
-            Value::Bool(value) => Some((2, Scalar::Varint(u64::from(*value)))),
-            Value::I64(value) => Some((3, Scalar::Varint(*value as u64))),
-            _ => None,
-        };
-        let written =
-            scalar.is_some_and(|(field, value)| out.short_attribute(tag, key, field, value));
+        let written = Scalar::of(&attribute.value)
+            .is_some_and(|(field, value)| out.short_attribute(tag, key, field, value));
         if !written {
             out.message(tag, &Attribute(key, &attribute.value));
         }
@@ -406,7 +400,8 @@ const fn one_byte_key(tag: u32, wire_type: WireType) -> u8 {
     (tag << 3 | wire_type as u32) as u8
 }
 
-/// The value of an attribute that [`Writer::short_attribute`] writes.
+/// A string, bool or integer attribute value as it is encoded: what
+/// [`Writer::short_attribute`] writes, and `AnyValue` for those kinds.
 #[derive(Clone, Copy)]
 enum Scalar<'a> {
     /// A string's bytes (`AnyValue.string_value`).
@@ -415,20 +410,32 @@ enum Scalar<'a> {
     Varint(u64),
 }
 
+impl<'a> Scalar<'a> {
+    /// The `AnyValue` field (1 string, 2 bool, 3 int64) and value of a
+    /// string, bool or integer; `None` for the other kinds.
+    fn of(value: &'a Value) -> Option<(u32, Self)> {
+        match value {
+            Value::String(value) => Some((1, Scalar::Bytes(value.as_str().as_bytes()))),
+            Value::Bool(value) => Some((2, Scalar::Varint(u64::from(*value)))),
+            // int64: two's complement, as protobuf encodes a negative one.
+            Value::I64(value) => Some((3, Scalar::Varint(*value as u64))),
+            _ => None,
+        }
+    }
+}
+
 /// An `AnyValue`: its one field is written even when it holds the default.
 struct AnyValue<'a>(&'a Value);
 
 impl Body for AnyValue<'_> {
     fn write(&self, out: &mut Writer<'_>) {
-        match self.0 {
-            Value::String(value) => out.bytes(1, value.as_str().as_bytes()),
-            Value::Bool(value) => out.varint(2, u64::from(*value)),
-            // int64: two's complement, as protobuf encodes a negative one.
-            Value::I64(value) => out.varint(3, *value as u64),
-            Value::F64(value) => out.fixed64(4, value.to_bits()),
-            Value::Array(array) => out.message(5, &ArrayBody(array)),
+        match (self.0, Scalar::of(self.0)) {
+            (_, Some((field, Scalar::Bytes(bytes)))) => out.bytes(field, bytes),
+            (_, Some((field, Scalar::Varint(value)))) => out.varint(field, value),
+            (Value::F64(value), None) => out.fixed64(4, value.to_bits()),
+            (Value::Array(array), None) => out.message(5, &ArrayBody(array)),
             // `Value` is non-exhaustive; a kind added later goes as its text.
-            other => out.bytes(1, other.as_str().as_bytes()),
+            (other, _) => out.bytes(1, other.as_str().as_bytes()),
         }
     }
 }
