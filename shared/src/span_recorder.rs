@@ -8,15 +8,24 @@ use tracing_subscriber::layer::SubscriberExt;
 /// Runs `work` with the OpenTelemetry layer installed (only on this thread)
 /// and returns every span it finished.
 pub(crate) fn record_spans(work: impl FnOnce()) -> Vec<SpanData> {
+    record_spans_watching(|_| work())
+}
+
+/// [`record_spans`], with `work` given the spans finished so far: each span
+/// is there from the moment it ends.
+pub(crate) fn record_spans_watching(
+    work: impl FnOnce(&dyn Fn() -> Vec<SpanData>),
+) -> Vec<SpanData> {
     let exporter = InMemorySpanExporter::default();
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(exporter.clone())
         .build();
     let subscriber = tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-    tracing::subscriber::with_default(subscriber, work);
+    let finished = || exporter.get_finished_spans().expect("spans");
+    tracing::subscriber::with_default(subscriber, || work(&finished));
     provider.force_flush().expect("flush");
-    exporter.get_finished_spans().expect("spans")
+    finished()
 }
 
 /// The span called `name`; panics listing all of them when there is none.

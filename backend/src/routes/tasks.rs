@@ -9,10 +9,9 @@ use shared::{
     http::{only, read_json, ApiError, ErrorBody, ErrorCode},
     metrics,
     task::{InvalidTask, TaskIdText, TaskMessage, TaskRequest, TaskStatus, ATTEMPT_HEADER},
-    telemetry::w3c,
+    telemetry::{w3c, InSpan as _},
     TracedSend,
 };
-use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
@@ -136,7 +135,7 @@ async fn create_task(
     );
     let trace_id = w3c::trace_id_hex(span.context().span().span_context().trace_id());
 
-    let queued = enqueue(&state, id, request).instrument(span.clone()).await;
+    let queued = enqueue(&state, id, request).in_span(&span).await;
     if let Err(err) = queued {
         span.set_status(Status::error(err.to_string()));
         // Debug: during a broker outage every POST fails the same way, and the

@@ -11,8 +11,8 @@ use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use awc::error::SendRequestError;
 use opentelemetry::trace::Status;
 use shared::http::{propagation::inject_context, read_body, span_name, ApiError, ErrorCode};
-use shared::telemetry::W3cPropagator;
-use tracing::{field::Empty, Instrument};
+use shared::telemetry::{InSpan as _, W3cPropagator};
+use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Largest request body the gateway forwards; the upstreams enforce their own
@@ -184,7 +184,7 @@ async fn forward(
     }
 
     let result = relay(upstream, timeout, outgoing, body)
-        .instrument(span.clone())
+        .in_span(&span)
         .await;
     match &result {
         Ok(response) => {

@@ -9,7 +9,9 @@ use sqlx::{
     query::Query,
     Any, Encode, Executor, Type,
 };
-use tracing::{field::Empty, Instrument, Span};
+use tracing::{field::Empty, Span};
+
+use crate::telemetry::InSpan as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::{Database, DbError};
@@ -175,7 +177,7 @@ impl Database {
         }
         let started = Instant::now();
         let result = match tokio::time::timeout(self.inner.client_timeout, operation)
-            .instrument(span.clone())
+            .in_span(&span)
             .await
         {
             Ok(Ok(value)) => Ok(value),

@@ -23,12 +23,13 @@ use actix_web::{
     web::Bytes,
     Error,
 };
+use futures_util::{future, FutureExt as _};
 use opentelemetry::trace::{Status, TraceContextExt};
-use tracing::{field::Empty, Instrument, Span};
+use tracing::{field::Empty, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::propagation::extract_context;
-use crate::telemetry::w3c;
+use crate::telemetry::{w3c, InSpan as _};
 
 /// The response header naming the SERVER span (W3C Trace Context Level 2).
 const TRACERESPONSE: HeaderName = HeaderName::from_static("traceresponse");
@@ -46,18 +47,20 @@ pub async fn server_span(
     // the operational paths, whose span is `Span::none()`.)
     let traceresponse = w3c::header_value(span.context().span().span_context())
         .and_then(|value| HeaderValue::try_from(value).ok());
-    // Entered while the inner services are called too, not only polled: their
-    // synchronous start already belongs to the request.
-    let outcome = span
-        .in_scope(|| next.call(req))
-        .instrument(span.clone())
+    // The inner services are called inside the span too, not only polled:
+    // their synchronous start already belongs to the request. Called lazily,
+    // on the first poll, so that call and poll share one entry of the span
+    // (each entry and exit is a trip through every layer of the subscriber).
+    let outcome = future::lazy(|_| next.call(req))
+        .flatten()
+        .in_span(&span)
         .await;
     record_outcome(&span, &outcome);
     outcome.map(|mut response| {
         if let Some(value) = traceresponse {
             response.headers_mut().insert(TRACERESPONSE, value);
         }
-        response.map_body(|_, body| SpannedBody { body, span })
+        response.map_body(|_, body| SpannedBody::new(body, span))
     })
 }
 
@@ -153,11 +156,30 @@ fn record_outcome<B: MessageBody>(span: &Span, outcome: &Result<ServiceResponse<
 
 pin_project_lite::pin_project! {
     /// A response body that holds the request's span until it has been sent
-    /// (the span ends when its last handle drops) and is polled inside it.
-    struct SpannedBody<B> {
-        #[pin]
-        body: B,
-        span: Span,
+    /// (the span ends when its last handle drops). A streamed body is polled
+    /// inside the span, so that what producing it does belongs to the request;
+    /// a complete one (the usual JSON answer) only holds it, sparing the
+    /// span an entry and an exit per poll.
+    #[project = SpannedBodyProjection]
+    enum SpannedBody<B> {
+        Complete {
+            bytes: Bytes,
+            span: Span,
+        },
+        Streamed {
+            #[pin]
+            body: B,
+            span: Span,
+        },
+    }
+}
+
+impl<B: MessageBody> SpannedBody<B> {
+    fn new(body: B, span: Span) -> Self {
+        match body.try_into_bytes() {
+            Ok(bytes) => Self::Complete { bytes, span },
+            Err(body) => Self::Streamed { body, span },
+        }
     }
 }
 
@@ -165,15 +187,25 @@ impl<B: MessageBody> MessageBody for SpannedBody<B> {
     type Error = B::Error;
 
     fn size(&self) -> BodySize {
-        self.body.size()
+        match self {
+            Self::Complete { bytes, .. } => bytes.size(),
+            Self::Streamed { body, .. } => body.size(),
+        }
     }
 
     fn poll_next(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
-        let this = self.project();
-        this.span.in_scope(|| this.body.poll_next(cx))
+        match self.project() {
+            SpannedBodyProjection::Complete { bytes, .. } => {
+                // Bytes never fail; the answer is sent in one piece.
+                Pin::new(bytes)
+                    .poll_next(cx)
+                    .map(|chunk| chunk.map(|chunk| chunk.map_err(|never| match never {})))
+            }
+            SpannedBodyProjection::Streamed { body, span } => span.in_scope(|| body.poll_next(cx)),
+        }
     }
 }
 
@@ -204,7 +236,7 @@ fn protocol_version(version: actix_web::http::Version) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::span_recorder::{record_spans, span_named};
+    use crate::span_recorder::{record_spans, record_spans_watching, span_named};
     use actix_web::{middleware::from_fn, test as actix_test, web, App, HttpResponse};
     use opentelemetry::trace::SpanKind;
     use opentelemetry_sdk::trace::SpanData;
@@ -382,6 +414,29 @@ mod tests {
         assert_eq!(attr(unmatched, "http.route"), None);
         assert_eq!(attr(unmatched, "error.type"), None);
         assert_eq!(unmatched.status, Status::Unset);
+    }
+
+    #[test]
+    fn the_span_ends_once_a_complete_body_has_been_sent() {
+        crate::telemetry::install_propagator();
+        let mut open_while_unsent = false;
+        let spans = record_spans_watching(|finished| {
+            actix_web::rt::System::new().block_on(async {
+                let app = actix_test::init_service(App::new().wrap(from_fn(server_span)).route(
+                    "/items/{id}",
+                    web::get().to(|| async { HttpResponse::Ok().body("an item") }),
+                ))
+                .await;
+                let request = actix_test::TestRequest::get().uri("/items/7").to_request();
+                let response = actix_test::call_service(&app, request).await;
+                // Its length stays known (the `Content-Length` header).
+                assert_eq!(response.response().body().size(), BodySize::Sized(7));
+                open_while_unsent = finished().is_empty();
+                assert_eq!(actix_test::read_body(response).await, "an item");
+            })
+        });
+        assert!(open_while_unsent, "the span ended before the body was sent");
+        span_named(&spans, "GET /items/{id}");
     }
 
     #[test]

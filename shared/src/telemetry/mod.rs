@@ -9,6 +9,7 @@
 mod batch_processor;
 mod export_target;
 mod exporter;
+mod in_span;
 mod log_format;
 mod otlp_encoding;
 mod propagator;
@@ -31,6 +32,7 @@ pub use batch_processor::{
     DEFAULT_SCHEDULE_DELAY,
 };
 pub use export_target::{ExportProtocol, ExportTarget, DEFAULT_EXPORT_TIMEOUT};
+pub use in_span::{InSpan, PolledInSpan};
 pub use log_format::LogFormat;
 pub use propagator::W3cPropagator;
 
