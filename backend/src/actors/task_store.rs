@@ -24,7 +24,7 @@ use opentelemetry::trace::{SpanContext, TraceContextExt};
 use shared::{
     db::{Database, DbError},
     task::{StatusUpdate, TaskIdText},
-    telemetry::int_attribute,
+    telemetry::{int_attribute, InSpan as _},
     Traced,
 };
 use tokio::sync::oneshot;
@@ -315,14 +315,14 @@ async fn apply_together(
             .map(|&i| spans[i].context().span().span_context().clone())
             .collect();
         let applied = tasks_table::apply_many(db, &mut tx, &batch, links)
-            .instrument(spans[chunk[0]].clone())
+            .in_span(&spans[chunk[0]])
             .await?;
         for &i in chunk {
             outcomes[i] = if applied.contains(&updates[i].id) {
                 UpdateOutcome::Applied
             } else {
                 tasks_table::not_applied(db, &mut tx, updates[i].id)
-                    .instrument(spans[i].clone())
+                    .in_span(&spans[i])
                     .await?
             };
         }
@@ -330,12 +330,12 @@ async fn apply_together(
     // Several reports of one task: one at a time, in arrival order.
     for i in repeated {
         outcomes[i] = tasks_table::apply(db, &mut tx, &updates[i])
-            .instrument(spans[i].clone())
+            .in_span(&spans[i])
             .await?;
     }
     // The COMMIT shows in the trace of the batch's first report.
     match spans.first() {
-        Some(first) => db.commit(tx).instrument(first.clone()).await?,
+        Some(first) => db.commit(tx).in_span(first).await?,
         None => db.commit(tx).await?,
     }
     Ok(outcomes)
@@ -356,7 +356,7 @@ async fn apply_one_by_one(
             db.commit(tx).await?;
             Ok::<_, DbError>(outcome)
         }
-        .instrument(span.clone())
+        .in_span(span)
         .await;
         outcomes.push(match alone.map_err(StoreError::from) {
             Ok(outcome) => outcome,
