@@ -10,11 +10,10 @@ use sqlx::{
     Any, Encode, Executor, Type,
 };
 use tracing::{field::Empty, Span};
-
-use crate::telemetry::InSpan as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::{Database, DbError};
+use crate::telemetry::InSpan as _;
 
 /// A statement the code runs: its text (parameterised: `$1`, `$2`, ...; the
 /// same text works on SQLite and PostgreSQL) and what the span says about it.

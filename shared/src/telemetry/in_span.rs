@@ -62,9 +62,9 @@ mod tests {
                 .in_span(&outer),
             );
             assert!(inner_span.is_some());
-            // Still the caller's: a field can be recorded after the await.
-            outer.record("done", true);
-            assert!(tracing::Span::current().is_none(), "left on exit");
+            // Left after each poll, and still the caller's to end.
+            assert!(tracing::Span::current().is_none());
+            drop(outer);
         });
         let outer = span_named(&spans, "outer");
         let inner = span_named(&spans, "inner");
