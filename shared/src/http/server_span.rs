@@ -164,6 +164,10 @@ pin_project_lite::pin_project! {
     enum SpannedBody<B> {
         Complete {
             bytes: Bytes,
+            // The inner body's own, kept: a body that is no body at all
+            // (`BodySize::None`) also converts to empty bytes, and must still
+            // be sent without a `Content-Length`.
+            size: BodySize,
             span: Span,
         },
         Streamed {
@@ -176,8 +180,9 @@ pin_project_lite::pin_project! {
 
 impl<B: MessageBody> SpannedBody<B> {
     fn new(body: B, span: Span) -> Self {
+        let size = body.size();
         match body.try_into_bytes() {
-            Ok(bytes) => Self::Complete { bytes, span },
+            Ok(bytes) => Self::Complete { bytes, size, span },
             Err(body) => Self::Streamed { body, span },
         }
     }
@@ -188,7 +193,7 @@ impl<B: MessageBody> MessageBody for SpannedBody<B> {
 
     fn size(&self) -> BodySize {
         match self {
-            Self::Complete { bytes, .. } => bytes.size(),
+            Self::Complete { size, .. } => *size,
             Self::Streamed { body, .. } => body.size(),
         }
     }
@@ -437,6 +442,27 @@ mod tests {
         });
         assert!(open_while_unsent, "the span ended before the body was sent");
         span_named(&spans, "GET /items/{id}");
+    }
+
+    #[test]
+    fn a_response_without_a_body_still_has_none() {
+        let spans = record_spans(|| {
+            actix_web::rt::System::new().block_on(async {
+                let app = actix_test::init_service(
+                    App::new().wrap(from_fn(server_span)).route(
+                        "/nothing",
+                        web::get()
+                            .to(|| async { HttpResponse::Ok().body(actix_web::body::None::new()) }),
+                    ),
+                )
+                .await;
+                let request = actix_test::TestRequest::get().uri("/nothing").to_request();
+                let response = actix_test::call_service(&app, request).await;
+                // No `Content-Length: 0` where the handler sent no body at all.
+                assert_eq!(response.response().body().size(), BodySize::None);
+            })
+        });
+        span_named(&spans, "GET /nothing");
     }
 
     #[test]
