@@ -175,10 +175,11 @@ impl Database {
             span.add_link(link);
         }
         let started = Instant::now();
-        let result = match tokio::time::timeout(self.inner.client_timeout, operation)
-            .in_span(&span)
-            .await
-        {
+        // Awaited inside the block so that a timed-out operation is also
+        // dropped inside the span: sqlx logs a statement (a slow one at WARN)
+        // when its logger drops.
+        let bounded = async { tokio::time::timeout(self.inner.client_timeout, operation).await };
+        let result = match bounded.in_span(&span).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(DbError::from(err)),
             Err(_) => Err(DbError::Timeout(self.inner.client_timeout)),

@@ -438,6 +438,7 @@ mod tests {
                 assert_eq!(response.response().body().size(), BodySize::Sized(7));
                 open_while_unsent = finished().is_empty();
                 assert_eq!(actix_test::read_body(response).await, "an item");
+                assert_eq!(finished().len(), 1, "the span ends once the body is sent");
             })
         });
         assert!(open_while_unsent, "the span ended before the body was sent");

@@ -2,7 +2,8 @@
 //!
 //! `tracing`'s `Instrument` takes the span by value, so code that records the
 //! outcome on the span afterwards hands it a clone; a clone and its drop are
-//! two more trips through every layer of the subscriber. On the hot paths
+//! two more trips to the subscriber's registry, and `Instrument` enters the
+//! span once more to drop the future. On the hot paths
 //! (each request's SERVER span, each database statement's CLIENT span) the
 //! span is borrowed instead.
 
@@ -17,8 +18,11 @@ use tracing::Span;
 /// `future.in_span(&span)`: the future, with `span` entered while it is polled.
 pub trait InSpan: Future + Sized {
     /// Enters `span` for each poll of this future, as `Instrument::instrument`
-    /// does, borrowing the span rather than owning it. (Unlike `Instrument`,
-    /// the span is not entered when the future is dropped unfinished.)
+    /// does, borrowing the span rather than owning it. Unlike `Instrument`,
+    /// the span is not entered while the future (and whatever it still owns)
+    /// is dropped: what a destructor logs then is not in the span. Where that
+    /// matters, await the work inside an `async` block given to `in_span`, so
+    /// that it is dropped during the block's last poll.
     fn in_span(self, span: &Span) -> PolledInSpan<'_, Self> {
         PolledInSpan { span, future: self }
     }
