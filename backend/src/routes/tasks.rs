@@ -127,7 +127,7 @@ async fn create_task(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, body).await?;
     let request = TaskRequest::from_json(&body).map_err(refused)?;
-    let id = Uuid::new_v4();
+    let id = Uuid::now_v7();
     let span = tracing::info_span!(
         "create-task",
         task.id = TaskIdText::new(id).as_str(),

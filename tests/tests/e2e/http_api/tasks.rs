@@ -1,6 +1,7 @@
 //! `/api/tasks` through the gateway: every bad request gets the right status
 //! and a JSON error body and is never queued; a broker that is away gets a
-//! prompt 503; the trace id comes back to the caller.
+//! prompt 503; the trace id comes back to the caller; task ids sort in the
+//! order the tasks were accepted.
 
 use std::time::{Duration, Instant};
 
@@ -249,4 +250,29 @@ async fn the_caller_gets_its_trace_id_back_in_the_body_and_in_traceresponse() {
             .is_some_and(|v| v.len() == 55 && v.starts_with("00-") && v.ends_with("-01")),
         "{started:?}"
     );
+}
+
+#[actix_web::test]
+async fn task_ids_sort_in_the_order_the_tasks_were_accepted() {
+    let stack = HttpStack::start("api-ordered-ids").await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let (status, body) = post_raw(
+            &stack,
+            json!({"type": "echo", "payload": {"n": n}})
+                .to_string()
+                .into_bytes(),
+        )
+        .await;
+        assert_eq!(status, 202, "{body}");
+        let id = body["id"].as_str().expect("an id").to_string();
+        let parsed = uuid::Uuid::parse_str(&id).expect("a UUID");
+        assert_eq!(parsed.get_version_num(), 7, "time-ordered: {id}");
+        ids.push(id);
+        // Ids from different milliseconds: the order is the clock's, not luck.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "in acceptance order");
 }
