@@ -35,7 +35,8 @@ pub struct TasksApi;
 /// The 202 answer to `POST /api/tasks`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TaskAccepted {
-    /// The task id.
+    /// The task id: a UUIDv7, so ids sort in the order tasks were accepted
+    /// (and the database's id index is written in order).
     pub id: Uuid,
     /// Always `queued`: stored, and confirmed by the broker.
     pub status: TaskStatus,
