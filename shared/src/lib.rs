@@ -6,6 +6,8 @@
 //!   `OTEL_*` environment, and the guard that flushes spans at exit.
 //! - [`traced`]: the envelope that carries an OpenTelemetry `Context` across
 //!   an actix mailbox.
+//! - [`actor_spawn`]: futures spawned on an actor's context, polled only
+//!   when they were woken.
 //! - [`amqp`]: RabbitMQ connection, header propagation, a confirming
 //!   publisher actor and the consumer-side span.
 //! - [`db`]: the database (SQLite or PostgreSQL) with traced statements.
@@ -15,6 +17,7 @@
 //! - [`config`]: environment parsing with clear errors.
 //! - [`service`]: the start-up and shutdown sequence of a service binary.
 
+pub mod actor_spawn;
 pub mod amqp;
 pub mod config;
 pub mod db;

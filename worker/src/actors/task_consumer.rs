@@ -42,6 +42,7 @@ use lapin::{
 use opentelemetry::{trace::Status, KeyValue};
 use serde_json::Value;
 use shared::{
+    actor_spawn::PollWhenWoken as _,
     amqp::{
         header_u32, process_span, Backoff, Broker, Publish, PublishError, QueueConsumer,
         QueuePublisher, Subscription, TaskQueues,
@@ -307,7 +308,11 @@ impl StreamHandler<lapin::Result<Delivery>> for TaskConsumer {
             return;
         }
         let span = process_span(&delivery, &self.handling.queues.tasks().name);
-        let work = process(delivery, self.handling.clone()).instrument(span);
+        // Polled only when woken: the context polls every task in flight
+        // whenever one of them is woken, and each poll enters the span.
+        let work = process(delivery, self.handling.clone())
+            .instrument(span)
+            .polled_when_woken();
         let generation = self.generation;
         self.track(true);
         ctx.spawn(
