@@ -22,13 +22,16 @@ use std::{
 
 use futures_util::task::AtomicWaker;
 
-/// A future that polls the one inside only after that one's own waker fired
-/// (and on its first poll). Whatever polls it is woken as before.
-pub struct PolledWhenWoken<F> {
-    inner: Pin<Box<F>>,
-    signal: Arc<WakeSignal>,
-    // The waker handed to `inner`, made once.
-    waker: Waker,
+pin_project_lite::pin_project! {
+    /// A future that polls the one inside only after that one's own waker
+    /// fired (and on its first poll). Whatever polls it is woken as before.
+    pub struct PolledWhenWoken<F> {
+        #[pin]
+        inner: F,
+        signal: Arc<WakeSignal>,
+        // The waker handed to `inner`, made once.
+        waker: Waker,
+    }
 }
 
 /// Set by the inner future's waker; read and cleared by each poll.
@@ -57,7 +60,7 @@ impl<F: Future> PolledWhenWoken<F> {
             outer: AtomicWaker::new(),
         });
         Self {
-            inner: Box::pin(inner),
+            inner,
             waker: Waker::from(signal.clone()),
             signal,
         }
@@ -68,16 +71,14 @@ impl<F: Future> Future for PolledWhenWoken<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.get_mut();
+        let this = self.project();
         // Registered before the flag is read: a wake between the two still
         // reaches the caller.
         this.signal.outer.register(cx.waker());
         if !this.signal.woken.swap(false, Ordering::AcqRel) {
             return Poll::Pending;
         }
-        this.inner
-            .as_mut()
-            .poll(&mut Context::from_waker(&this.waker))
+        this.inner.poll(&mut Context::from_waker(this.waker))
     }
 }
 
